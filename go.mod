@@ -1,0 +1,3 @@
+module github.com/berth-io/berth
+
+go 1.26
