@@ -62,17 +62,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	})
 	// `ctr version` waits up to its connect timeout for the socket to
 	// answer, so it both waits for start-up and notices a failed start.
-	if out, err := c.ctr(t.Context(), "--connect-timeout", "60s", "version"); err != nil {
+	if out, err := c.ctr(t.Context(), "version"); err != nil {
 		t.Fatalf("private containerd did not come up: %v\n%s", err, out)
 	}
 	return c
 }
 
 func (c *privateContainerd) command(ctx context.Context, args ...string) *exec.Cmd {
-	global := []string{"--address", c.address, "--namespace", c.namespace}
-	if len(args) > 0 && args[0] == "--connect-timeout" {
-		global, args = append(global, args[:2]...), args[2:]
-	}
+	global := []string{"--address", c.address, "--namespace", c.namespace, "--connect-timeout", "60s"}
 	return exec.CommandContext(ctx, "ctr", append(global, args...)...)
 }
 
