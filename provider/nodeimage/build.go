@@ -346,7 +346,7 @@ func header(name string, typ byte, mode FileMode, size int64) *tar.Header {
 		Name:     name,
 		Mode:     int64(mode),
 		Size:     size,
-		ModTime:  ModTime,
+		ModTime:  modTime,
 		Format:   tar.FormatUSTAR,
 	}
 }

@@ -210,7 +210,7 @@ func TestManifestRoundTripsThroughBundle(t *testing.T) {
 	var names []string
 	for _, e := range entries(t, bundle) {
 		names = append(names, e.hdr.Name)
-		if !e.hdr.ModTime.Equal(ModTime) || e.hdr.Uid != 0 || e.hdr.Gid != 0 || e.hdr.Uname != "" || e.hdr.Gname != "" {
+		if !e.hdr.ModTime.Equal(modTime) || e.hdr.Uid != 0 || e.hdr.Gid != 0 || e.hdr.Uname != "" || e.hdr.Gname != "" {
 			t.Errorf("entry %s has header %+v, want fixed metadata", e.hdr.Name, e.hdr)
 		}
 	}

@@ -23,9 +23,9 @@ const FormatVersion = 1
 // unpacked image directory.
 const ManifestName = "manifest.json"
 
-// ModTime is the modification time written into every tar header, so that
+// modTime is the modification time written into every tar header, so that
 // bundle bytes never depend on when their inputs were made.
-var ModTime = time.Date(2000, time.January, 1, 0, 0, 0, 0, time.UTC)
+var modTime = time.Date(2000, time.January, 1, 0, 0, 0, 0, time.UTC)
 
 // Paths of the executables every node image carries, relative to the image
 // root. The engine starts services from them.

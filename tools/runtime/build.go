@@ -41,8 +41,8 @@ import (
 // component table does not show, so old cache entries stop matching.
 const recipeVersion = "berth-runtime-recipe-1"
 
-// binary is one executable to build from a main package.
-type binary struct {
+// target is one executable to build from a main package.
+type target struct {
 	pkg string // import path of the main package
 	dir string // output directory inside the cache entry
 }
@@ -56,7 +56,7 @@ type component struct {
 	tags    []string
 	ldflags []string
 	static  []string // extra linker flags that make a cgo build static
-	bins    []binary
+	bins    []target
 }
 
 // components is the recipe. Versions come from go.mod; the ldflags set the
@@ -74,7 +74,7 @@ func components(versions map[string]string) []component {
 				"-X", ctrd + "/version.Version=" + versions[ctrd],
 				"-X", ctrd + "/version.Package=" + ctrd,
 			},
-			bins: []binary{
+			bins: []target{
 				{pkg: ctrd + "/cmd/containerd", dir: "bin"},
 				{pkg: ctrd + "/cmd/containerd-shim-runc-v2", dir: "bin"},
 				{pkg: ctrd + "/cmd/ctr", dir: "bin"},
@@ -86,13 +86,13 @@ func components(versions map[string]string) []component {
 			cgo:    true,
 			tags:   []string{"seccomp", "netgo", "osusergo"},
 			static: []string{"-extldflags", "-static"},
-			bins:   []binary{{pkg: "github.com/opencontainers/runc", dir: "bin"}},
+			bins:   []target{{pkg: "github.com/opencontainers/runc", dir: "bin"}},
 		},
 		{
 			name:    "cni-plugins",
 			module:  cni,
 			ldflags: []string{"-X", cni + "/pkg/utils/buildversion.BuildVersion=" + versions[cni]},
-			bins: []binary{
+			bins: []target{
 				{pkg: cni + "/plugins/main/bridge", dir: "cni/bin"},
 				{pkg: cni + "/plugins/ipam/host-local", dir: "cni/bin"},
 				{pkg: cni + "/plugins/main/loopback", dir: "cni/bin"},
