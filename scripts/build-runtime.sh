@@ -21,18 +21,23 @@ if [[ $# -ne 0 ]]; then
 fi
 
 # runc links libseccomp statically; Debian ships libseccomp.a in libseccomp-dev.
-if ! dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'install ok installed'; then
-	echo "build-runtime: installing libseccomp-dev (needed to link runc statically)" >&2
-	if [[ $(id -u) -ne 0 ]]; then
-		echo "build-runtime: libseccomp-dev is missing; run: sudo apt-get install libseccomp-dev" >&2
+have_libseccomp() {
+	local a
+	a="$(${CC:-gcc} -print-file-name=libseccomp.a 2>/dev/null)" && [[ "$a" == /* && -f "$a" ]]
+}
+if ! have_libseccomp; then
+	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+		echo "build-runtime: installing libseccomp-dev (needed to link runc statically)" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libseccomp-dev >&2
+	fi
+	if ! have_libseccomp; then
+		echo "build-runtime: libseccomp.a not found; install libseccomp-dev (Debian) or your system's static libseccomp" >&2
 		exit 1
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libseccomp-dev >&2
 fi
 
 cd "$repo/tools/runtime"
-go build -o "$cache/.build-runtime" . 
-dir="$("$cache/.build-runtime" -cache "$cache" -module "$repo/tools/runtime")"
+dir="$(go run . -cache "$cache" -module "$repo/tools/runtime")"
 ln -sfn "$(basename "$dir")" "$cache/latest"
 echo "build-runtime: runtime in $dir (also $cache/latest)" >&2
 echo "$dir"

@@ -34,12 +34,13 @@
 // The image's identity, its [Digest], is "sha256:" followed by the lower-case
 // hex SHA-256 of the bundle's bytes exactly as written: the compressed file,
 // not the tar inside it. Build makes those bytes a function of the inputs'
-// contents only: entries are sorted by path after the manifest, every header
-// has the same modification time (2000-01-01 00:00:00 UTC), uid and gid 0, no user or group
-// names, USTAR format, and the gzip header carries no name, time or OS-specific
-// data. Two builds from the same inputs with the same berth build therefore
-// produce the same digest, whatever the inputs' timestamps, owners or
-// locations.
+// contents only: entries are sorted by path after the manifest; every header
+// has the same modification time (2000-01-01 00:00:00 UTC), uid and gid 0,
+// no user or group names, and USTAR format; and the gzip header carries no
+// name, time or OS-specific data. Two builds from the same inputs with the
+// same berth build therefore produce the same digest, whatever the inputs'
+// timestamps, owners or locations. (A berth built with another Go release
+// may compress differently and so produce another digest for equal inputs.)
 //
 // # Reading and unpacking
 //
