@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds berth's binaries into bin/: every command of the root module that
+# exists in this tree. The static node runtime (containerd, runc, CNI) is
+# built by scripts/build-runtime.sh when a node image needs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bin
+version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+ldflags="-s -w -X github.com/berth-io/berth/internal/version.Version=${version}"
+pkgs=()
+for p in ./cmd/berth ./acceptance/cmd/testbed ./provider/cmd/terraform-provider-berth; do
+	[ -d "$p" ] && pkgs+=("$p")
+done
+CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o bin/ "${pkgs[@]}"
+echo "build: wrote $(cd bin && ls | tr '\n' ' ')into bin/"

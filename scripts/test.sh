@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test tier and prints how long each took:
+#   static       gofmt, go vet
+#   unit         go test -short (fast, no root)
+#   integration  every non-acceptance package without -short (real etcd,
+#                containerd, sshd, namespaces where a test needs them)
+#   acceptance   the testbed packages, one package at a time
+# Under CI (BERTH_REQUIRE_PREREQS=1) a test that skips for a missing
+# prerequisite fails instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/prereqs.sh
+
+declare -a summary=()
+tier() {
+	local name=$1
+	shift
+	local start=$SECONDS
+	echo "==> tier $name: $*"
+	if "$@"; then
+		summary+=("$(printf '%-12s ok    %4ds' "$name" $((SECONDS - start)))")
+	else
+		summary+=("$(printf '%-12s FAIL  %4ds' "$name" $((SECONDS - start)))")
+		printf '%s\n' "${summary[@]}"
+		exit 1
+	fi
+}
+
+acceptance_pkgs=$(go list ./acceptance/... 2>/dev/null | tr '\n' ' ')
+other_pkgs=$(go list ./... | grep -v '/acceptance' | tr '\n' ' ')
+
+tier static scripts/lint.sh
+tier unit go test -short -count=1 -timeout 10m ./...
+tier integration go test -count=1 -timeout 25m $other_pkgs
+if [ -n "$acceptance_pkgs" ]; then
+	tier acceptance go test -count=1 -p 1 -timeout 40m $acceptance_pkgs
+fi
+
+echo "==> test tiers"
+printf '%s\n' "${summary[@]}"
