@@ -19,8 +19,12 @@
 // Every executable under bin/ and cni/bin/ is a statically linked ELF for one
 // architecture: Build refuses any ELF with a program interpreter or needed
 // shared libraries, naming the file, so an image runs on any Linux host.
-// Executables have mode 0755, everything else 0644. Archives, links, devices
-// and any other entry type are never written and always refused when read.
+// Executables have mode 0755, everything else 0644; directories 0755. Only
+// regular files and directories are ever written: links, devices and every
+// other entry type are refused when read, as are names the manifest does not
+// list, so nothing can land outside the destination. File names are limited
+// to letters, digits and "._-+" (not leading '.'), and every header is
+// plain USTAR, so any tar reads a bundle.
 //
 // manifest.json records the format version ([FormatVersion]), the berth
 // version, the architecture (Go's GOARCH spelling), the versions of the

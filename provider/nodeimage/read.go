@@ -216,6 +216,17 @@ func syncDir(dir string) error {
 // implies, appearing once, with the recorded size, mode and sha256; nothing
 // the manifest lists is missing; and nothing follows the compressed stream.
 func walk(ctx context.Context, r io.Reader, v visitor) (Manifest, Digest, error) {
+	m, d, err := walkBundle(ctx, r, v)
+	// A cancelled read surfaces as a broken stream; say what really
+	// happened, so callers can tell cancellation from a bad bundle.
+	if ctxErr := ctx.Err(); err != nil && ctxErr != nil && !errors.Is(err, ctxErr) {
+		err = fmt.Errorf("%w (%v)", ctxErr, err)
+	}
+	return m, d, err
+}
+
+// walkBundle does the work of walk.
+func walkBundle(ctx context.Context, r io.Reader, v visitor) (Manifest, Digest, error) {
 	h := sha256.New()
 	br := bufio.NewReader(io.TeeReader(ctxReader{ctx, r}, h))
 	gz, err := gzip.NewReader(br)

@@ -327,3 +327,16 @@ func TestVerifyDirDetectsChanges(t *testing.T) {
 		})
 	}
 }
+
+func TestUnpackStopsWhenContextIsCancelledAndLeavesNothing(t *testing.T) {
+	bundle, _, _ := build(t, fixture(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	parent := t.TempDir()
+	if _, _, err := Unpack(ctx, bytes.NewReader(bundle), filepath.Join(parent, "image")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	if names := dirNames(t, parent); len(names) != 0 {
+		t.Fatalf("left behind %v", names)
+	}
+}
