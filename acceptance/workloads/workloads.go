@@ -182,6 +182,13 @@ func build(ctx context.Context, workDir string) (*Set, error) {
 		cmd.Env = append(os.Environ(),
 			"CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH,
 			"GOTOOLCHAIN=local", "GOWORK=off", "GOFLAGS=-buildvcs=false", "GOPROXY=off")
+		if os.Getenv("GOCACHE") == "" {
+			if _, err := os.UserCacheDir(); err != nil {
+				// No HOME (a process started with a bare environment):
+				// give the toolchain a cache of its own.
+				cmd.Env = append(cmd.Env, "GOCACHE="+filepath.Join(workDir, "gocache"))
+			}
+		}
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("build workload %s: go build: %w: %s", v, err, msg)
 		}
@@ -322,8 +329,10 @@ func (s *Set) Push(ctx context.Context, registryHostPort string) (Refs, error) {
 }
 
 // WriteRootFSTar writes variant v's root filesystem as a plain tarball, the
-// input `docker import` expects (its entrypoint must then be given as
-// /web, since docker import carries no image config).
+// input `docker import` expects. docker import carries no image config, so
+// give it the entrypoint and port:
+//
+//	docker import --change 'ENTRYPOINT ["/web"]' --change 'ENV PORT=8080' rootfs.tar berth-test/web:v1
 func (s *Set) WriteRootFSTar(v Variant, path string) (err error) {
 	img, err := s.Image(v)
 	if err != nil {
