@@ -51,28 +51,32 @@ func (s *Store) reserve(ctx context.Context, pool, value, owner string) (holder 
 	if err != nil {
 		return "", err
 	}
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, owner)).
-		Else(clientv3.OpGet(key)).
-		Commit()
-	if err != nil {
-		return "", fmt.Errorf("reserve %s in pool %q: %w", value, pool, err)
+	// A value released between the compare and the read of the holder
+	// is retried; a handful of attempts covers any real churn.
+	for range 4 {
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, owner)).
+			Else(clientv3.OpGet(key)).
+			Commit()
+		if err != nil {
+			return "", fmt.Errorf("reserve %s in pool %q: %w", value, pool, err)
+		}
+		if resp.Succeeded {
+			return "", nil
+		}
+		rng := resp.Responses[0].GetResponseRange()
+		if rng == nil || len(rng.Kvs) == 0 {
+			continue
+		}
+		holder = string(rng.Kvs[0].Value)
+		if holder == owner {
+			return "", nil
+		}
+		return holder, api.NewError(api.ReasonAlreadyExists,
+			"%s in pool %q is already allocated to %s", value, pool, holder)
 	}
-	if resp.Succeeded {
-		return "", nil
-	}
-	rng := resp.Responses[0].GetResponseRange()
-	if rng == nil || len(rng.Kvs) == 0 {
-		// Released between the compare and the read: try once more.
-		return s.reserve(ctx, pool, value, owner)
-	}
-	holder = string(rng.Kvs[0].Value)
-	if holder == owner {
-		return "", nil
-	}
-	return holder, api.NewError(api.ReasonAlreadyExists,
-		"%s in pool %q is already allocated to %s", value, pool, holder)
+	return "", api.NewError(api.ReasonConflict, "reserve %s in pool %q: the value kept changing hands: retry", value, pool)
 }
 
 // Allocate reserves the first candidate, in the order given, that is free
