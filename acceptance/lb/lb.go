@@ -311,12 +311,24 @@ func (b *Balancer) Serve(parent context.Context, l net.Listener) error {
 		l.Close()
 	}()
 	var err error
+	backoff := 5 * time.Millisecond
 	for {
 		var c net.Conn
 		c, err = l.Accept()
+		if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() && ctx.Err() == nil {
+			// Out of file descriptors and the like: wait and try again,
+			// as net/http does.
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
 		if err != nil {
 			break
 		}
+		backoff = 5 * time.Millisecond
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
