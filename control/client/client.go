@@ -1,0 +1,338 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-io/berth/control/api"
+)
+
+// DefaultTimeout bounds every request that is not a stream, so a stalled
+// control plane never hangs a caller.
+const DefaultTimeout = 30 * time.Second
+
+// maxErrorBody is how much of a failed response is read to explain it.
+const maxErrorBody = 1 << 20
+
+// Client talks to a control plane's HTTPS API. It is safe for concurrent
+// use; make one and share it.
+type Client struct {
+	http      *http.Client
+	transport *http.Transport
+	timeout   time.Duration
+	log       *slog.Logger
+	userAgent string
+
+	mu        sync.Mutex
+	endpoints []string
+	current   int
+}
+
+// Option changes how New builds a Client.
+type Option func(*options)
+
+type options struct {
+	timeout   time.Duration
+	log       *slog.Logger
+	userAgent string
+}
+
+// WithTimeout bounds each request that is not a stream (default 30 s); for
+// watches, log follows and snapshots it bounds the wait for the response to
+// begin.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithLogger sets where the client reports failovers and endpoint changes;
+// by default it stays silent.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithUserAgent names the caller in the User-Agent header, so the control
+// plane's logs say which component sent a request.
+func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
+
+// New makes a Client from cfg. The CA certificate is required (every
+// connection is TLS and verified); the client certificate is optional only
+// for requests that need none.
+func New(cfg Config, opts ...Option) (*Client, error) {
+	o := options{timeout: DefaultTimeout, userAgent: "berth-client"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	if o.timeout <= 0 {
+		return nil, fmt.Errorf("new client: timeout must be positive, got %s", o.timeout)
+	}
+	eps, err := normalizeEndpoints(cfg.Endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	tlsCfg, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	dialTimeout := min(o.timeout, 10*time.Second)
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   dialTimeout,
+		ResponseHeaderTimeout: o.timeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   32,
+		ForceAttemptHTTP2:     true,
+	}
+	return &Client{
+		http:      &http.Client{Transport: tr},
+		transport: tr,
+		timeout:   o.timeout,
+		log:       o.log,
+		userAgent: o.userAgent,
+		endpoints: eps,
+	}, nil
+}
+
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	if strings.TrimSpace(cfg.CACertificate) == "" {
+		return nil, errors.New("caCertificate is empty: the cluster CA is needed to verify the control plane")
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(cfg.CACertificate)) {
+		return nil, errors.New("caCertificate holds no PEM certificate")
+	}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cfg.ClientCertificate != "" || cfg.ClientKey != "" {
+		cert, err := tls.X509KeyPair([]byte(cfg.ClientCertificate), []byte(cfg.ClientKey))
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func normalizeEndpoints(in []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, e := range in {
+		e = strings.TrimRight(strings.TrimSpace(e), "/")
+		if e == "" || seen[e] {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("endpoint %q: must be an https:// URL with a host", e)
+		}
+		seen[e] = true
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no endpoints: name at least one https:// control-plane address")
+	}
+	return out, nil
+}
+
+// Endpoints returns the endpoints the client currently uses, the one it
+// last reached first.
+func (c *Client) Endpoints() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.endpoints)
+	out := make([]string, 0, n)
+	for i := range n {
+		out = append(out, c.endpoints[(c.current+i)%n])
+	}
+	return out
+}
+
+// SetEndpoints replaces the endpoint list, keeping the endpoint in use
+// first when it is still listed.
+func (c *Client) SetEndpoints(eps []string) error {
+	norm, err := normalizeEndpoints(eps)
+	if err != nil {
+		return fmt.Errorf("set endpoints: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.endpoints[c.current]
+	c.endpoints, c.current = norm, 0
+	for i, e := range norm {
+		if e == cur {
+			c.current = i
+		}
+	}
+	return nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.transport.CloseIdleConnections() }
+
+// request describes one API call.
+type request struct {
+	method string
+	path   string
+	query  url.Values
+	body   any
+	// stream responses are not bounded by the request timeout once they
+	// have begun.
+	stream bool
+}
+
+// send performs r against the endpoints in turn, moving on only when an
+// endpoint cannot be reached. The caller must close the response body. A
+// non-2xx answer becomes an *api.Status error.
+func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
+	var body []byte
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request body: %w", err)
+		}
+		body = b
+	}
+	c.mu.Lock()
+	eps := append([]string(nil), c.endpoints...)
+	start := c.current
+	c.mu.Unlock()
+	var errs []error
+	for i := range eps {
+		idx := (start + i) % len(eps)
+		u := eps[idx] + r.path
+		if len(r.query) > 0 {
+			u += "?" + r.query.Encode()
+		}
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
+		if err != nil {
+			return nil, fmt.Errorf("build request %s %s: %w", r.method, r.path, err)
+		}
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("User-Agent", c.userAgent)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%s %s: %w", r.method, r.path, ctx.Err())
+			}
+			c.log.Debug("control-plane endpoint unreachable, trying the next", "endpoint", eps[idx], "err", err)
+			errs = append(errs, err)
+			continue
+		}
+		c.mu.Lock()
+		// Prefer this endpoint next time, unless the list changed meanwhile.
+		if idx < len(c.endpoints) && c.endpoints[idx] == eps[idx] {
+			c.current = idx
+		}
+		c.mu.Unlock()
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			defer resp.Body.Close()
+			return nil, decodeStatus(resp)
+		}
+		return resp, nil
+	}
+	return nil, fmt.Errorf("%s %s: no control-plane endpoint answered: %w", r.method, r.path, errors.Join(errs...))
+}
+
+// do performs r with the request timeout and decodes a JSON answer into
+// out (when out is not nil).
+func (c *Client) do(ctx context.Context, r request, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := c.send(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", r.method, r.path, err)
+	}
+	return nil
+}
+
+// stream performs r and returns the open response body; the request
+// timeout bounds only the wait for the response to begin, and the body
+// lives until ctx ends or the caller closes it.
+func (c *Client) stream(ctx context.Context, r request) (io.ReadCloser, error) {
+	r.stream = true
+	resp, err := c.send(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// decodeStatus turns a failed response into an *api.Status: the JSON body
+// when it is one, otherwise a Status built from the HTTP code.
+func decodeStatus(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var st api.Status
+	if err := json.Unmarshal(data, &st); err == nil && st.Reason != "" {
+		if st.Code == 0 {
+			st.Code = resp.StatusCode
+		}
+		if st.Message == "" {
+			st.Message = fmt.Sprintf("%s (HTTP %d)", st.Reason, resp.StatusCode)
+		}
+		return &st
+	}
+	msg := strings.TrimSpace(string(data))
+	if msg == "" {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	return &api.Status{
+		Code:    resp.StatusCode,
+		Reason:  reasonForCode(resp.StatusCode),
+		Message: fmt.Sprintf("%s %s: HTTP %d: %s", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, msg),
+	}
+}
+
+func reasonForCode(code int) api.Reason {
+	switch code {
+	case http.StatusBadRequest:
+		return api.ReasonBadRequest
+	case http.StatusUnauthorized:
+		return api.ReasonUnauthorized
+	case http.StatusForbidden:
+		return api.ReasonForbidden
+	case http.StatusNotFound:
+		return api.ReasonNotFound
+	case http.StatusConflict:
+		return api.ReasonConflict
+	case http.StatusGone:
+		return api.ReasonGone
+	case http.StatusRequestEntityTooLarge:
+		return api.ReasonTooLarge
+	case http.StatusUnprocessableEntity:
+		return api.ReasonInvalid
+	case http.StatusTooManyRequests:
+		return api.ReasonTooManyRequests
+	case http.StatusServiceUnavailable:
+		return api.ReasonUnavailable
+	case http.StatusGatewayTimeout:
+		return api.ReasonTimeout
+	}
+	return api.ReasonInternal
+}
