@@ -173,11 +173,19 @@ func buildHostNet(ctx context.Context, st *state, p plan, h *hostState) error {
 	return nil
 }
 
-// removeNetwork deletes every network namespace named for the testbed and
-// its root link. It matches by name, so it also removes what a crashed Up
-// made before recording it.
+// removeNetwork deletes the testbed's root link and every network
+// namespace named for the testbed. It matches by name, so it also removes
+// what a crashed Up made before recording it. The root link goes first and
+// explicitly: a deleted namespace is destroyed asynchronously, and with it
+// the links inside.
 func removeNetwork(ctx context.Context, name string, p plan) error {
 	var errs []error
+	link := "/sys/class/net/" + p.RootLink()
+	if _, err := os.Stat(link); err == nil {
+		if err := ip(ctx, "", "link", "del", p.RootLink()); err != nil {
+			errs = append(errs, fmt.Errorf("remove root link: %w", err))
+		}
+	}
 	entries, err := os.ReadDir(netnsDir)
 	if err != nil && !os.IsNotExist(err) {
 		errs = append(errs, fmt.Errorf("list network namespaces: %w", err))
@@ -187,11 +195,6 @@ func removeNetwork(ctx context.Context, name string, p plan) error {
 			if err := ip(ctx, "", "netns", "del", e.Name()); err != nil {
 				errs = append(errs, fmt.Errorf("remove network namespace: %w", err))
 			}
-		}
-	}
-	if _, err := os.Stat("/sys/class/net/" + p.RootLink()); err == nil {
-		if err := ip(ctx, "", "link", "del", p.RootLink()); err != nil {
-			errs = append(errs, fmt.Errorf("remove root link: %w", err))
 		}
 	}
 	return errors.Join(errs...)
