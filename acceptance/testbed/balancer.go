@@ -2,86 +2,71 @@ package testbed
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
-	"time"
+
+	"github.com/berth-io/berth/acceptance/lb"
 )
 
-// balancer spreads each accepted connection to the next backend in turn.
+// balancer is the keeper's load balancer: package lb, with backends given
+// as one port on a list of host addresses.
 type balancer struct {
-	l    net.Listener
-	mu   sync.Mutex
-	cfg  LBConfig
-	next int
+	l   net.Listener
+	b   *lb.Balancer
+	mu  sync.Mutex
+	cfg LBConfig
 }
 
-func newBalancer(l net.Listener) (*balancer, error) { return &balancer{l: l}, nil }
+func newBalancer(l net.Listener) (*balancer, error) {
+	b, err := lb.New(lb.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("make load balancer: %w", err)
+	}
+	return &balancer{l: l, b: b}, nil
+}
 
-func (b *balancer) config() LBConfig {
+func (b *balancer) serve(ctx context.Context) error {
+	if err := b.b.Serve(ctx, b.l); err != nil {
+		return fmt.Errorf("load balancer: %w", err)
+	}
+	return nil
+}
+
+// status is the configuration and what the balancer sees of each backend.
+func (b *balancer) status() LBStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return LBConfig{Port: b.cfg.Port, Backends: append([]string(nil), b.cfg.Backends...)}
+	return LBStatus{
+		LBConfig: LBConfig{Port: b.cfg.Port, Backends: append([]string(nil), b.cfg.Backends...)},
+		Backends: b.b.Backends(),
+		Refused:  b.b.Refused(),
+	}
 }
 
 func (b *balancer) set(cfg LBConfig) error {
 	if cfg.Port < 1 || cfg.Port > 65535 {
 		return fmt.Errorf("load balancer port %d out of range", cfg.Port)
 	}
+	addrs := make([]string, 0, len(cfg.Backends))
 	for _, a := range cfg.Backends {
 		if _, err := netip.ParseAddr(a); err != nil {
 			return fmt.Errorf("load balancer backend: %w", err)
 		}
+		addrs = append(addrs, net.JoinHostPort(a, strconv.Itoa(cfg.Port)))
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.b.SetBackends(addrs); err != nil {
+		return fmt.Errorf("set load balancer backends: %w", err)
+	}
 	b.cfg = cfg
 	return nil
 }
 
-func (b *balancer) pick() (string, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.cfg.Backends) == 0 {
-		return "", false
-	}
-	b.next = (b.next + 1) % len(b.cfg.Backends)
-	return net.JoinHostPort(b.cfg.Backends[b.next], strconv.Itoa(b.cfg.Port)), true
-}
-
-func (b *balancer) serve(ctx context.Context) error {
-	go func() { <-ctx.Done(); b.l.Close() }()
-	for {
-		c, err := b.l.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("load balancer: %w", err)
-		}
-		go b.proxy(ctx, c)
-	}
-}
-
-func (b *balancer) proxy(ctx context.Context, c net.Conn) {
-	defer c.Close()
-	addr, ok := b.pick()
-	if !ok {
-		return
-	}
-	d := net.Dialer{Timeout: 2 * time.Second}
-	u, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return
-	}
-	defer u.Close()
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(u, c); u.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-	go func() { io.Copy(c, u); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-	<-done
-	<-done
+// waitHealthy returns when every backend is in service.
+func (b *balancer) waitHealthy(ctx context.Context) error {
+	return b.b.Wait(ctx, lb.AllHealthy)
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-io/berth/acceptance/lb"
 	"github.com/berth-io/berth/acceptance/registry"
 )
 
@@ -25,8 +26,9 @@ import (
 // addresses, and a control API on the unix socket StateDir/NAME/keeper.sock:
 //
 //	GET /healthz   200 once everything serves
-//	GET /lb        the load balancer's backends as LBConfig
-//	PUT /lb        replace them (body: LBConfig)
+//	GET /lb        the load balancer's configuration and backend health (LBStatus)
+//	PUT /lb        replace its backends (body: LBConfig)
+//	GET /lb/wait   answers when every backend is in service
 //
 // When the CLI makes a testbed, the keeper is its owner, so the testbed
 // stays up after the CLI exits.
@@ -39,6 +41,15 @@ type LBConfig struct {
 	Port int `json:"port"`
 	// Backends are host addresses ("198.18.1.11").
 	Backends []string `json:"backends"`
+}
+
+// LBStatus is the load balancer as the keeper sees it.
+type LBStatus struct {
+	LBConfig
+	// Backends are the backends' health and connection counters.
+	Backends []lb.BackendStatus `json:"status"`
+	// Refused counts connections closed because no backend was healthy.
+	Refused uint64 `json:"refused"`
 }
 
 // startKeeper starts the keeper in the router's network namespace and waits
@@ -144,17 +155,27 @@ func (tb *Testbed) SetLB(ctx context.Context, port int, hosts ...string) error {
 	return nil
 }
 
-// LB returns the load balancer's current backends.
-func (tb *Testbed) LB(ctx context.Context) (LBConfig, error) {
+// LB returns the load balancer's backends and what its health checks (a TCP
+// connect every second) say of each.
+func (tb *Testbed) LB(ctx context.Context) (LBStatus, error) {
 	b, err := tb.keeperCall(ctx, http.MethodGet, "/lb", nil)
 	if err != nil {
-		return LBConfig{}, fmt.Errorf("get load balancer backends: %w", err)
+		return LBStatus{}, fmt.Errorf("get load balancer status: %w", err)
 	}
-	var cfg LBConfig
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return LBConfig{}, fmt.Errorf("decode load balancer backends: %w", err)
+	var st LBStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		return LBStatus{}, fmt.Errorf("decode load balancer status: %w", err)
 	}
-	return cfg, nil
+	return st, nil
+}
+
+// WaitLB returns when every backend of the load balancer is in service (has
+// passed its health check), or when ctx ends.
+func (tb *Testbed) WaitLB(ctx context.Context) error {
+	if _, err := tb.keeperCall(ctx, http.MethodGet, "/lb/wait", nil); err != nil {
+		return fmt.Errorf("wait for load balancer backends: %w", err)
+	}
+	return nil
 }
 
 // keeperMain runs the keeper until SIGTERM or SIGINT.
@@ -223,7 +244,14 @@ func controlHandler(bal *balancer) http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /lb", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(bal.config())
+		json.NewEncoder(w).Encode(bal.status())
+	})
+	mux.HandleFunc("GET /lb/wait", func(w http.ResponseWriter, r *http.Request) {
+		if err := bal.waitHealthy(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("PUT /lb", func(w http.ResponseWriter, r *http.Request) {
 		var cfg LBConfig

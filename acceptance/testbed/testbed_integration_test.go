@@ -406,18 +406,24 @@ func TestIntegrationLoadBalancerSpreadsConnectionsAcrossTheChosenHosts(t *testin
 	if err := tb.SetLB(ctx, SSHPort); err != nil {
 		t.Fatal(err)
 	}
+	if err := tb.WaitLB(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if got := seen(8); len(got) != 4 || got[""] != 0 {
 		t.Errorf("load balancer over every host reached %v, want all 4 hosts", got)
 	}
 	if err := tb.SetLB(ctx, SSHPort, "vendor-a-1", "vendor-b-1"); err != nil {
 		t.Fatal(err)
 	}
+	if err := tb.WaitLB(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if got := seen(6); len(got) != 2 || got["vendor-a-1"] == 0 || got["vendor-b-1"] == 0 {
 		t.Errorf("load balancer over vendor-a-1 and vendor-b-1 reached %v", got)
 	}
-	cfg, err := tb.LB(ctx)
-	if err != nil || cfg.Port != SSHPort || len(cfg.Backends) != 2 {
-		t.Errorf("LB() = %+v, %v", cfg, err)
+	st, err := tb.LB(ctx)
+	if err != nil || st.Port != SSHPort || len(st.LBConfig.Backends) != 2 || len(st.Backends) != 2 || !st.Backends[0].Healthy {
+		t.Errorf("LB() = %+v, %v; want port 22 on two healthy backends", st, err)
 	}
 	if err := tb.SetLB(ctx, SSHPort, "no-such-host"); !errors.Is(err, ErrNoHost) {
 		t.Errorf("SetLB with an unknown host: %v, want ErrNoHost", err)

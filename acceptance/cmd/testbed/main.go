@@ -5,7 +5,7 @@
 //	testbed up --name NAME --hosts vendor-a=3,vendor-b=3 [--latency 20ms] [--out inventory.json]
 //	testbed down --name NAME
 //	testbed kill|cut|heal|boot --name NAME HOST
-//	testbed lb --name NAME --port PORT [HOST...]
+//	testbed lb --name NAME --port PORT [--wait] [HOST...]
 //	testbed inventory --name NAME [--out FILE]
 //
 // A testbed made by up stays up after the command exits (its keeper process
@@ -20,9 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/berth-io/berth/acceptance/testbed"
 )
@@ -42,7 +40,7 @@ const usage = `usage:
   testbed up --name NAME --hosts vendor-a=3,vendor-b=3 [--latency 20ms] [--out inventory.json]
   testbed down --name NAME
   testbed kill|cut|heal|boot --name NAME HOST
-  testbed lb --name NAME --port PORT [HOST...]   (no HOST: every host)
+  testbed lb --name NAME --port PORT [--wait] [HOST...]   (no HOST: every host)
   testbed inventory --name NAME [--out FILE]
 `
 
@@ -102,6 +100,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fault(ctx, fs.Arg(0))
 	case "lb":
 		port := fs.Int("port", 0, "backend port on every host")
+		wait := fs.Bool("wait", false, "return only when every backend passes its health check")
 		if err := parse(fs, args, -1); err != nil {
 			return err
 		}
@@ -112,11 +111,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := tb.SetLB(ctx, *port, fs.Args()...); err != nil {
 			return err
 		}
-		cfg, err := tb.LB(ctx)
+		if *wait {
+			if err := tb.WaitLB(ctx); err != nil {
+				return err
+			}
+		}
+		st, err := tb.LB(ctx)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s -> port %s on %v\n", tb.LBAddr(), strconv.Itoa(cfg.Port), cfg.Backends)
+		fmt.Fprintf(stdout, "load balancer %s:\n", tb.LBAddr())
+		for _, b := range st.Backends {
+			fmt.Fprintf(stdout, "  %s healthy=%t connections=%d\n", b.Addr, b.Healthy, b.Connections)
+		}
 		return nil
 	case "inventory":
 		out := fs.String("out", "", "write the inventory JSON to this file")
@@ -184,5 +191,3 @@ func writeInventory(inv *testbed.Inventory, path string, stdout io.Writer) error
 	_, err = stdout.Write(b)
 	return err
 }
-
-var _ = time.Second
