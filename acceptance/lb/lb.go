@@ -24,8 +24,8 @@
 //	b.SetBackends([]string{"198.18.1.2:30080", "198.18.2.2:30080"})
 //	for _, s := range b.Backends() { ... s.Connections ... }
 //
-// Connections to a backend removed by SetBackends are left to finish; all
-// connections are closed when Serve's context ends. The balancer only dials
+// Connections to a backend removed by SetBackends are left to finish (Drain
+// waits for them); all connections are closed when Serve's context ends. The balancer only dials
 // the backends it is given and never logs.
 package lb
 
@@ -92,7 +92,8 @@ type BackendStatus struct {
 	Connections uint64
 	// DialFailures counts client connections that could not reach it.
 	DialFailures uint64
-	// Active is the number of connections being proxied to it now.
+	// Active is the number of connections being dialled or proxied to it
+	// now.
 	Active int64
 	// Checks counts health checks run against it, passed or failed.
 	Checks uint64
@@ -365,7 +366,41 @@ func (b *Balancer) pick() *backend {
 	be := healthy[b.next%uint64(len(healthy))]
 	b.next++
 	be.connections.Add(1)
+	be.active.Add(1)
 	return be
+}
+
+// release ends a connection pick counted, and wakes Wait and Drain.
+func (b *Balancer) release(be *backend) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	be.active.Add(-1)
+	b.notifyLocked()
+}
+
+// Drain waits until no connection is being dialled or proxied to addr, or
+// ctx ends. After SetBackends removes a backend, no new connection goes to
+// it, but connections picked just before may still be connecting: Drain
+// before stopping a removed backend, as a cloud load balancer's
+// deregistration delay does, so that no client sees a refused connection.
+// Clients that keep connections open (HTTP keep-alive) hold Drain until they
+// close them or ctx ends.
+func (b *Balancer) Drain(ctx context.Context, addr string) error {
+	for {
+		b.mu.Lock()
+		be, ok := b.backends[addr]
+		idle := !ok || be.active.Load() == 0
+		ch := b.changed
+		b.mu.Unlock()
+		if idle {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("drain backend %s: %w", addr, ctx.Err())
+		}
+	}
 }
 
 // handle proxies one client connection.
@@ -376,6 +411,7 @@ func (b *Balancer) handle(ctx context.Context, client net.Conn) {
 		b.refused.Add(1)
 		return
 	}
+	defer b.release(be)
 	d := net.Dialer{Timeout: b.cfg.DialTimeout}
 	server, err := d.DialContext(ctx, "tcp", be.addr)
 	if err != nil {
@@ -383,8 +419,6 @@ func (b *Balancer) handle(ctx context.Context, client net.Conn) {
 		return
 	}
 	defer server.Close()
-	be.active.Add(1)
-	defer be.active.Add(-1)
 
 	stop := context.AfterFunc(ctx, func() {
 		client.Close()

@@ -268,12 +268,22 @@ func TestSetBackendsSwitchesNewConnectionsAndDrainsOldOnes(t *testing.T) {
 			t.Fatalf("connection %d after the switch answered by %q, want b", i, name)
 		}
 	}
-	// The connection opened before the switch still reaches a.
+	// The connection opened before the switch still reaches a, so a is not
+	// drained until it closes.
 	if _, err := io.WriteString(old, "still here\n"); err != nil {
 		t.Fatal(err)
 	}
 	if line, err := oldR.ReadString('\n'); err != nil || line != "still here\n" {
 		t.Fatalf("old connection echoed %q (%v), want it still open to a", line, err)
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := bal.Drain(ended, a.addr()); err == nil {
+		t.Fatal("Drain of a returned nil while a connection to a was open")
+	}
+	old.Close()
+	if err := bal.Drain(ctx, a.addr()); err != nil {
+		t.Fatalf("Drain of a after its last connection closed: %v", err)
 	}
 }
 
