@@ -328,7 +328,9 @@ func (inf *Informer) relist(ctx context.Context) error {
 	inf.rv = list.GetResourceVersion()
 	handlers := inf.handlers
 	inf.mu.Unlock()
-	sort.Slice(changes, func(i, j int) bool { return changeKey(changes[i].old, changes[i].new) < changeKey(changes[j].old, changes[j].new) })
+	sort.Slice(changes, func(i, j int) bool {
+		return changeKey(changes[i].old, changes[i].new) < changeKey(changes[j].old, changes[j].new)
+	})
 	for _, c := range changes {
 		switch {
 		case c.new == nil:

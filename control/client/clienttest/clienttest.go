@@ -67,11 +67,21 @@ type entry struct {
 // non-nil error answers that error instead (an *api.Status keeps its code).
 type Hook func(r *http.Request) error
 
+// One CA for every fake server of a process, so one client configuration
+// can name several of them (failover tests).
+var (
+	caOnce sync.Once
+	caKey  *ecdsa.PrivateKey
+	caCert *x509.Certificate
+	caPEM  []byte
+	caErr  error
+)
+
 // NewServer starts a fake API on a loopback TLS listener.
 func NewServer() (*Server, error) {
-	caKey, caCert, caPEM, err := newCA()
-	if err != nil {
-		return nil, err
+	caOnce.Do(func() { caKey, caCert, caPEM, caErr = newCA() })
+	if caErr != nil {
+		return nil, caErr
 	}
 	srvTLS, err := leaf(caKey, caCert, false)
 	if err != nil {
@@ -683,7 +693,7 @@ func newCA() (*ecdsa.PrivateKey, *x509.Certificate, []byte, error) {
 	return key, cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
-func leaf(caKey *ecdsa.PrivateKey, ca *x509.Certificate, isClient bool) (tls.Certificate, error) {
+func leaf(signer *ecdsa.PrivateKey, ca *x509.Certificate, isClient bool) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("clienttest: %w", err)
@@ -701,7 +711,7 @@ func leaf(caKey *ecdsa.PrivateKey, ca *x509.Certificate, isClient bool) (tls.Cer
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}
 		tmpl.DNSNames = []string{"localhost"}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, signer)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("clienttest: %w", err)
 	}
