@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"path/filepath"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
