@@ -48,6 +48,7 @@
 //	web [serve]  run the server (the image's entrypoint)
 //	web check    exit 0 if this container's own /healthz answers 200 within
 //	             2 s, else 1; the command for exec probes (the image has no shell)
+//	web version  print the version
 package main
 
 import (
