@@ -218,6 +218,14 @@ func sortObjects(objs []api.Object) {
 	sort.Slice(objs, func(i, j int) bool { return ObjectKey(objs[i]) < ObjectKey(objs[j]) })
 }
 
+// Index names for the index functions below, shared so every component
+// that builds informers registers them under the same names.
+const (
+	IndexNodeName      = "spec.nodeName"
+	IndexControllerUID = "controller-uid"
+	IndexNamespace     = "namespace"
+)
+
 // IndexByNodeName indexes pods by spec.nodeName (unbound pods are left
 // out).
 func IndexByNodeName(obj api.Object) []string {
