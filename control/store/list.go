@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/berth-io/berth/control/api"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -89,12 +91,12 @@ func (s *Store) List(ctx context.Context, list api.ObjectList, opts ListOptions)
 	case err != nil:
 		return fmt.Errorf("list %s: %w", ki.Resource, err)
 	}
-	objs := make([]api.Object, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		obj := ki.New()
-		if err := decodeInto(obj, kv.Value, kv.ModRevision); err != nil {
-			return fmt.Errorf("list %s: key %s: %w", ki.Resource, kv.Key, err)
-		}
+	decoded, err := decodeAll(ki, resp.Kvs)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", ki.Resource, err)
+	}
+	objs := decoded[:0]
+	for _, obj := range decoded {
 		if matches(obj, opts.Labels, opts.Filter) {
 			objs = append(objs, obj)
 		}
@@ -111,6 +113,42 @@ func (s *Store) List(ctx context.Context, list api.ObjectList, opts ListOptions)
 	list.SetObjectItems(objs)
 	list.SetResourceVersion(resp.Header.Revision)
 	return nil
+}
+
+// parallelDecodeMin is the list size from which decoding is spread over
+// the CPUs: JSON decoding is most of the cost of a large list.
+const parallelDecodeMin = 256
+
+// decodeAll decodes every kv into a new object of kind ki, in order,
+// using all CPUs for large lists.
+func decodeAll(ki api.KindInfo, kvs []*mvccpb.KeyValue) ([]api.Object, error) {
+	objs := make([]api.Object, len(kvs))
+	decodeRange := func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			obj := ki.New()
+			if err := decodeInto(obj, kvs[i].Value, kvs[i].ModRevision); err != nil {
+				return fmt.Errorf("key %s: %w", kvs[i].Key, err)
+			}
+			objs[i] = obj
+		}
+		return nil
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if len(kvs) < parallelDecodeMin || workers < 2 {
+		return objs, decodeRange(0, len(kvs))
+	}
+	chunk := (len(kvs) + workers - 1) / workers
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*chunk, min((w+1)*chunk, len(kvs))
+		if lo >= hi {
+			break
+		}
+		wg.Go(func() { errs[w] = decodeRange(lo, hi) })
+	}
+	wg.Wait()
+	return objs, errors.Join(errs...)
 }
 
 // WatchOptions select what Watch delivers.

@@ -1,12 +1,15 @@
 package store
 
 import (
+	"fmt"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/berth-io/berth/control/api"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 func TestGeneratedNameSuffixUsesLowercaseLettersAndDigits(t *testing.T) {
@@ -191,5 +194,30 @@ func TestEncodeLeavesOutResourceVersionAndDecodeSetsIt(t *testing.T) {
 		Metadata: api.ObjectMeta{Name: "p", Namespace: "d", ResourceVersion: 7}}
 	if !reflect.DeepEqual(into, want) {
 		t.Errorf("decoded %+v, want %+v (nothing of the old value may survive)", into, want)
+	}
+}
+
+func TestDecodeAllKeepsOrderAndReportsTheBadKey(t *testing.T) {
+	pods, _ := api.LookupKind("pods")
+	var kvs []*mvccpb.KeyValue
+	for i := range 1000 {
+		kvs = append(kvs, &mvccpb.KeyValue{
+			Key:         []byte(fmt.Sprintf("k%d", i)),
+			Value:       []byte(fmt.Sprintf(`{"metadata":{"namespace":"d","name":"p%d"}}`, i)),
+			ModRevision: int64(i + 1),
+		})
+	}
+	objs, err := decodeAll(pods, kvs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range objs {
+		if m := o.GetMeta(); m.Name != fmt.Sprintf("p%d", i) || m.ResourceVersion != int64(i+1) {
+			t.Fatalf("item %d = %s@%d", i, m.Name, m.ResourceVersion)
+		}
+	}
+	kvs[700].Value = []byte(`{"metadata":`)
+	if _, err := decodeAll(pods, kvs); err == nil || !strings.Contains(err.Error(), "key k700") {
+		t.Errorf("decoding a corrupt value: %v, want an error naming key k700", err)
 	}
 }
