@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
 
 	"github.com/berth-io/berth/control/api"
+	"github.com/berth-io/berth/control/store"
 )
 
 // Allocation pool names in the store.
@@ -128,7 +130,7 @@ func nodeOwner(n *api.Node) string { return "nodes/" + n.Metadata.Name }
 // allocated, for when the write that follows fails.
 func (s *Server) allocateService(ctx context.Context, svc, old *api.Service) (undo func(), err error) {
 	var taken []func(context.Context) error
-	undo = func() {
+	release := func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
 		defer cancel()
 		for _, release := range taken {
@@ -139,7 +141,7 @@ func (s *Server) allocateService(ctx context.Context, svc, old *api.Service) (un
 	}
 	defer func() {
 		if err != nil {
-			undo()
+			release()
 		}
 	}()
 	owner := serviceOwner(svc)
@@ -163,6 +165,10 @@ func (s *Server) allocateService(ctx context.Context, svc, old *api.Service) (un
 			}
 		} else {
 			ip, err := s.store.Allocate(ctx, poolClusterIPs, clusterIPCandidates(s.serviceNet), owner)
+			if errors.Is(err, store.ErrExhausted) {
+				return nil, api.NewError(api.ReasonUnavailable,
+					"service %s: the service CIDR %s has no free cluster IP left: delete unused services or configure a larger CIDR", api.Key(svc), s.serviceNet)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("allocate a cluster ip for service %s: %w", api.Key(svc), err)
 			}
@@ -172,7 +178,7 @@ func (s *Server) allocateService(ctx context.Context, svc, old *api.Service) (un
 		taken = append(taken, func(ctx context.Context) error { return s.store.Release(ctx, poolClusterIPs, ip) })
 	}
 	if spec.Type != api.ServiceNodePort {
-		return undo, nil
+		return release, nil
 	}
 	had := map[int32]bool{}
 	if old != nil {
@@ -197,6 +203,10 @@ func (s *Server) allocateService(ctx context.Context, svc, old *api.Service) (un
 			}
 		} else {
 			v, err := s.store.Allocate(ctx, poolNodePorts, nodePortCandidates, owner)
+			if errors.Is(err, store.ErrExhausted) {
+				return nil, api.NewError(api.ReasonUnavailable,
+					"service %s: every node port %d-%d is taken: delete unused NodePort services", api.Key(svc), api.NodePortRange[0], api.NodePortRange[1])
+			}
 			if err != nil {
 				return nil, fmt.Errorf("allocate a node port for service %s: %w", api.Key(svc), err)
 			}
@@ -206,7 +216,7 @@ func (s *Server) allocateService(ctx context.Context, svc, old *api.Service) (un
 		v := strconv.Itoa(int(port.NodePort))
 		taken = append(taken, func(ctx context.Context) error { return s.store.Release(ctx, poolNodePorts, v) })
 	}
-	return undo, nil
+	return release, nil
 }
 
 // keepServiceAllocations fills what an update left out with what the stored
@@ -289,6 +299,10 @@ func (s *Server) allocatePodCIDR(ctx context.Context, n *api.Node) (undo func(),
 		}
 	} else {
 		v, err := s.store.Allocate(ctx, poolPodCIDRs, podCIDRCandidates(s.clusterNet, s.nodeBits), owner)
+		if errors.Is(err, store.ErrExhausted) {
+			return nil, api.NewError(api.ReasonUnavailable,
+				"node %s: the cluster CIDR %s has no free /%d block left: delete unused nodes or configure a larger cluster CIDR", n.Metadata.Name, s.clusterNet, s.nodeBits)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("allocate a pod cidr for node %s: %w", n.Metadata.Name, err)
 		}

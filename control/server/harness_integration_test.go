@@ -107,6 +107,7 @@ func startEtcd(dir string) (*embed.Etcd, *clientv3.Client, error) {
 // kind of caller.
 type cluster struct {
 	t      *testing.T
+	prefix string
 	url    string
 	ca     *pki.CA
 	store  *store.Store
@@ -170,7 +171,8 @@ func newCluster(t *testing.T, tweak ...func(*server.Config)) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := store.New(shared.cli, store.Options{Prefix: fmt.Sprintf("/server-test-%d/", prefixes.Add(1))})
+	prefix := fmt.Sprintf("/server-test-%d/", prefixes.Add(1))
+	st := store.New(shared.cli, store.Options{Prefix: prefix})
 	ctx := testCtx(t)
 	for _, ns := range []string{api.DefaultNamespace, api.SystemNamespace} {
 		if err := st.Create(ctx, &api.Namespace{Metadata: api.ObjectMeta{Name: ns}, Status: api.NamespaceStatus{Phase: api.NamespaceActive}}); err != nil {
@@ -209,7 +211,7 @@ func newCluster(t *testing.T, tweak ...func(*server.Config)) *cluster {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	c := &cluster{t: t, url: "https://" + l.Addr().String(), ca: ca, store: st, srv: srv, clock: clk}
+	c := &cluster{t: t, prefix: prefix, url: "https://" + l.Addr().String(), ca: ca, store: st, srv: srv, clock: clk}
 	c.admin = c.clientFor(pki.AdminIdentity(""))
 	c.noCert = c.httpClient(nil)
 	return c

@@ -18,7 +18,9 @@ import (
 
 // handleEviction deletes a pod gracefully unless that would take its
 // deployment below replicas - maxUnavailable available pods, in which case
-// it answers TooManyRequests: a drain retries later.
+// it answers TooManyRequests: a drain retries later. A pod that is not
+// Ready serves nobody, so evicting it costs no availability and is always
+// allowed (a crash-looping pod never blocks a drain).
 func (s *Server) handleEviction(w http.ResponseWriter, r *http.Request, rt objectRoute) {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
@@ -42,7 +44,7 @@ func (s *Server) handleEviction(w http.ResponseWriter, r *http.Request, rt objec
 		writeError(w, err)
 		return
 	}
-	if !api.IsPodTerminating(pod) {
+	if !api.IsPodTerminating(pod) && api.IsPodReady(pod) {
 		if err := s.checkDisruption(ctx, pod); err != nil {
 			writeError(w, err)
 			return
@@ -102,10 +104,7 @@ func (s *Server) checkDisruption(ctx context.Context, pod *api.Pod) error {
 			available++
 		}
 	}
-	after := available
-	if api.IsPodReady(pod) {
-		after--
-	}
+	after := available - 1 // the pod to evict is Ready
 	need := replicas - allowed
 	if after < need {
 		return api.NewError(api.ReasonTooManyRequests,
