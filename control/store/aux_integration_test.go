@@ -190,7 +190,7 @@ func TestIntegrationKeepAuxRepublishesALostLeaseAndRemovesTheRecordWhenContextEn
 	kctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	const url = "https://198.18.0.2:6443"
-	if err := s.KeepAux(kctx, "endpoints/cp1", url, 2*time.Second); err != nil {
+	if err := s.KeepAux(kctx, "endpoints/cp1", url, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	var v string
