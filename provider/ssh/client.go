@@ -280,12 +280,17 @@ type RunOptions struct {
 	Stdin io.Reader
 }
 
-// Run runs cmd on the host through the login shell and returns its output
-// and exit code. A non-zero exit returns a *CommandError (naming host,
-// command, status and the tail of stderr) along with the exit code; a
-// timeout returns a *TimeoutError; cancelling ctx returns ctx's error. In
-// both of the latter cases the session is signalled and closed, and Run
-// returns without waiting for the host.
+// Run runs cmd on the host through the login shell (which must be a POSIX
+// shell) and returns its output and exit code. A non-zero exit returns a
+// *CommandError (naming host, command, status and the tail of stderr)
+// along with the exit code; a timeout returns a *TimeoutError; cancelling
+// ctx returns ctx's error. In both of the latter cases the session is
+// signalled and closed, and Run returns without waiting for the host.
+//
+// Without opts.Stdin, cmd is killed on the host when its session ends
+// early (timeout, cancellation, lost connection), even where the SSH
+// server ignores signals; see lifelineScript. With opts.Stdin, cmd sees end
+// of input when the session ends and is otherwise left to finish.
 func (c *Client) Run(ctx context.Context, cmd string, opts RunOptions) (stdout, stderr []byte, exitCode int, err error) {
 	runCtx := ctx
 	if opts.Timeout > 0 {
@@ -316,8 +321,20 @@ func (c *Client) Run(ctx context.Context, cmd string, opts RunOptions) (stdout, 
 	var outBuf, errBuf lockedBuffer
 	sess.Stdout = &outBuf
 	sess.Stderr = &errBuf
-	sess.Stdin = opts.Stdin
-	if err := sess.Start(cmd); err != nil {
+	remote := cmd
+	if opts.Stdin != nil {
+		sess.Stdin = opts.Stdin
+	} else {
+		// Keep stdin open as the command's lifeline (see lifelineScript);
+		// closing the session closes it.
+		lifeline, err := sess.StdinPipe()
+		if err != nil {
+			return nil, nil, -1, fmt.Errorf("run %q on host %q: %w", cmd, c.cfg.Name, err)
+		}
+		defer lifeline.Close()
+		remote = lifelineScript(cmd)
+	}
+	if err := sess.Start(remote); err != nil {
 		return nil, nil, -1, fmt.Errorf("run %q on host %q: start: %w", cmd, c.cfg.Name, err)
 	}
 	done := make(chan error, 1)
@@ -349,6 +366,30 @@ func (c *Client) Run(ctx context.Context, cmd string, opts RunOptions) (stdout, 
 		return stdout, stderr, -1, fmt.Errorf("run %q on host %q: the session ended without an exit status (connection lost?): %w", cmd, c.cfg.Name, err)
 	}
 	return stdout, stderr, -1, fmt.Errorf("run %q on host %q: %w", cmd, c.cfg.Name, err)
+}
+
+// lifelineScript wraps cmd so that it is killed when its session ends
+// before it does. OpenSSH ignores signal requests for root logins ("session
+// signalling requires privilege separation") and leaves a command running
+// when its channel closes, so a timed-out command would live on. The
+// wrapper runs cmd in its own session (setsid, when the host has it) with
+// stdin from /dev/null, and a watcher blocks reading the session's stdin,
+// which Run holds open and never writes: end of input means the session
+// closed, and the watcher kills cmd's process group. When cmd finishes
+// first, the watcher is stopped, so daemons that cmd started survive. The
+// wrapper exits with cmd's status (128+n when a signal ended it).
+func lifelineScript(cmd string) string {
+	q := Quote(cmd)
+	return `exec 3<&0 </dev/null
+if command -v setsid >/dev/null 2>&1; then setsid /bin/sh -c ` + q + ` 3<&- & else /bin/sh -c ` + q + ` 3<&- & fi
+berth_cmd=$!
+( while read -r _; do :; done <&3; kill -9 -$berth_cmd 2>/dev/null || kill -9 $berth_cmd ) >/dev/null 2>&1 &
+berth_watch=$!
+exec 3<&-
+wait $berth_cmd
+berth_status=$?
+kill $berth_watch 2>/dev/null
+exit $berth_status`
 }
 
 // openSession opens a session without letting a dead connection block

@@ -70,7 +70,8 @@ func (e *HostKeyMismatchError) Error() string {
 }
 
 // CommandError reports that a remote command ran and did not exit zero.
-// ExitCode is -1 when the command was ended by a signal.
+// A command ended by a signal reports 128+n, as shells do; ExitCode is -1
+// and Signal is set only when the SSH server itself reports the signal.
 type CommandError struct {
 	Host     string
 	Command  string

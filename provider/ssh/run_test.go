@@ -3,7 +3,9 @@ package ssh_test
 import (
 	"context"
 	"errors"
-	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +35,8 @@ func TestRunReportsOutputExitCodeAndCommandErrors(t *testing.T) {
 			wantInErr: []string{`"node-1"`, `"echo first >&2; echo last words >&2; exit 3"`, "exit status 3", "last words"},
 		},
 		{
-			name: "killed by a signal", cmd: "kill -TERM $$", wantCode: -1,
-			wantInErr: []string{"killed by signal TERM"},
+			name: "killed by a signal reports 128+n as shells do", cmd: "kill -TERM $$", wantCode: 143, wantStderr: "Terminated\n",
+			wantInErr: []string{"exit status 143"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,7 +71,8 @@ func TestRunTimeoutReturnsATimeoutErrorAndClosesTheSession(t *testing.T) {
 	srv, cfg := newHost(t, "node-1", sshtest.Options{})
 	c := dial(t, cfg)
 	ctx := testContext(t)
-	_, _, code, err := c.Run(ctx, "echo started; sleep 600", berthssh.RunOptions{Timeout: 200 * time.Millisecond})
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	_, _, code, err := c.Run(ctx, "echo $$ > "+berthssh.Quote(pidFile)+"; exec sleep 600", berthssh.RunOptions{Timeout: 200 * time.Millisecond})
 	var te *berthssh.TimeoutError
 	if !errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) || code != -1 {
 		t.Fatalf("Run = %d, %v (%T); want -1 and a *TimeoutError matching context.DeadlineExceeded", code, err, err)
@@ -80,43 +83,77 @@ func TestRunTimeoutReturnsATimeoutErrorAndClosesTheSession(t *testing.T) {
 	if err := srv.WaitSessionsClosed(ctx); err != nil {
 		t.Fatalf("the session of the timed-out command stayed open: %v", err)
 	}
+	// The timeout may fire before the command wrote its PID; if it did
+	// write it, that process must be gone too.
+	if _, err := os.Stat(pidFile); err == nil {
+		waitForExit(t, pidFile)
+	}
 	if _, _, _, err := c.Run(ctx, "true", berthssh.RunOptions{}); err != nil {
 		t.Errorf("the connection is unusable after a timeout: %v", err)
 	}
 }
 
-func TestRunReturnsWhenTheContextIsCancelled(t *testing.T) {
+func TestRunCancelledReturnsAndTheCommandEndsOnTheHost(t *testing.T) {
 	srv, cfg := newHost(t, "node-1", sshtest.Options{})
 	c := dial(t, cfg)
+	pidFile := filepath.Join(t.TempDir(), "pid")
 	ctx, cancel := context.WithCancel(testContext(t))
-	started := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		_, _, _, err := c.Run(ctx, "echo go; sleep 600", berthssh.RunOptions{Stdin: &signalOnRead{started: started}})
+		_, _, _, err := c.Run(ctx, "echo $$ > "+berthssh.Quote(pidFile)+".tmp; mv "+berthssh.Quote(pidFile)+".tmp "+berthssh.Quote(pidFile)+"; exec sleep 600", berthssh.RunOptions{})
 		done <- err
 	}()
-	<-started
+	waitForFile(t, pidFile)
 	cancel()
-	err := <-done
-	if !errors.Is(err, context.Canceled) {
+	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run error = %v; want context.Canceled", err)
 	}
+	// The server, like OpenSSH for root, ignores signals and leaves
+	// commands running when their channel closes: only Run's lifeline
+	// ends the command, and with it the session.
+	waitForExit(t, pidFile)
 	if err := srv.WaitSessionsClosed(testContext(t)); err != nil {
 		t.Fatalf("the session of the cancelled command stayed open: %v", err)
 	}
 }
 
-// signalOnRead closes started when the session first reads stdin (so the
-// command has been started), then reports end of input.
-type signalOnRead struct {
-	started chan struct{}
-	once    bool
+// waitForExit waits until the process whose PID is in pidFile has ended,
+// failing the test if it never does.
+func waitForExit(t *testing.T, pidFile string) {
+	t.Helper()
+	pid, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("the command never started: %v", err)
+	}
+	proc := "/proc/" + strings.TrimSpace(string(pid))
+	ctx := testContext(t)
+	for {
+		if _, err := os.Stat(proc); errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		if st, err := os.ReadFile(proc + "/stat"); err == nil && strings.Contains(string(st), ") Z ") {
+			return // a zombie has ended; only its parent has not reaped it yet
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the command (pid %s) is still running on the host", pid)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
-func (s *signalOnRead) Read(p []byte) (int, error) {
-	if !s.once {
-		s.once = true
-		close(s.started)
+// waitForFile waits until path exists, failing the test if it never does.
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	ctx := testContext(t)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never appeared", path)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	return 0, io.EOF
 }

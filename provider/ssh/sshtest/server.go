@@ -38,8 +38,10 @@ type Options struct {
 }
 
 // Server is a running SSH server on 127.0.0.1. Commands run as the test's
-// user on this machine, in their own process group, which is killed when
-// the client sends a signal or closes the session.
+// user on this machine, each in its own process group. Like OpenSSH for
+// root logins, the server ignores signal requests and lets a command run
+// on after its client closed the session (its stdin reaches EOF); Close
+// kills whatever is still running.
 type Server struct {
 	opts     Options
 	hostKey  gossh.Signer
@@ -49,6 +51,7 @@ type Server struct {
 	mu        sync.Mutex
 	cond      *sync.Cond
 	conns     map[net.Conn]bool
+	running   map[*exec.Cmd]bool
 	accepted  int
 	forwarded int
 	sessions  int
@@ -66,7 +69,7 @@ func New(t testing.TB, opts Options) *Server {
 	if opts.Shell == "" {
 		opts.Shell = "/bin/sh"
 	}
-	s := &Server{opts: opts, hostKey: opts.HostKey, conns: map[net.Conn]bool{}}
+	s := &Server{opts: opts, hostKey: opts.HostKey, conns: map[net.Conn]bool{}, running: map[*exec.Cmd]bool{}}
 	s.cond = sync.NewCond(&s.mu)
 	s.config = &gossh.ServerConfig{
 		PublicKeyCallback: func(meta gossh.ConnMetadata, key gossh.PublicKey) (*gossh.Permissions, error) {
@@ -173,6 +176,9 @@ func (s *Server) Close() {
 		return
 	}
 	s.closed = true
+	for cmd := range s.running {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 	s.mu.Unlock()
 	s.listener.Close()
 	s.DropConnections()
@@ -300,17 +306,12 @@ func (s *Server) handleSession(nc gossh.NewChannel) {
 	var cmd *exec.Cmd
 	exited := make(chan struct{})
 	var exitErr error
-	kill := func() {
-		if cmd != nil && cmd.Process != nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	}
 	for {
 		select {
 		case req, ok := <-reqs:
 			if !ok {
-				// The client closed the channel: end the command.
-				kill()
+				// The client closed the channel. Like OpenSSH, leave the
+				// command running (its stdin has reached EOF) and wait.
 				if cmd != nil {
 					<-exited
 				}
@@ -330,7 +331,7 @@ func (s *Server) handleSession(nc gossh.NewChannel) {
 				cmd.WaitDelay = 5 * time.Second
 				stdin, err := cmd.StdinPipe()
 				if err == nil {
-					err = cmd.Start()
+					err = s.start(cmd)
 				}
 				if err != nil {
 					req.Reply(false, nil)
@@ -338,11 +339,13 @@ func (s *Server) handleSession(nc gossh.NewChannel) {
 				}
 				req.Reply(true, nil)
 				go func() { io.Copy(stdin, ch); stdin.Close() }()
-				go func() { exitErr = cmd.Wait(); close(exited) }()
+				go func() { exitErr = cmd.Wait(); s.finished(cmd); close(exited) }()
 			case "signal":
-				kill()
+				// Like OpenSSH for root logins, which ignores signal
+				// requests ("session signalling requires privilege
+				// separation"), so clients cannot rely on them.
 				if req.WantReply {
-					req.Reply(true, nil)
+					req.Reply(false, nil)
 				}
 			case "env":
 				req.Reply(true, nil)
@@ -356,6 +359,27 @@ func (s *Server) handleSession(nc gossh.NewChannel) {
 			return
 		}
 	}
+}
+
+// start starts cmd unless the server is closing, and tracks it so Close
+// can kill what is left.
+func (s *Server) start(cmd *exec.Cmd) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("server closed")
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.running[cmd] = true
+	return nil
+}
+
+func (s *Server) finished(cmd *exec.Cmd) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.running, cmd)
 }
 
 // sendExit reports the command's exit as sshd does.
