@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -339,4 +341,43 @@ func TestDialThroughAJumpHost(t *testing.T) {
 			t.Fatalf("error = %v; want an *UnreachableError via bastion", err)
 		}
 	})
+}
+
+func TestDialGivesUpOnAHostThatNeverSpeaksSSH(t *testing.T) {
+	// A listener that accepts and then says nothing, as a firewall that
+	// blackholes after the TCP handshake or a hung sshd would.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	_, cfg := newHost(t, "node-9", sshtest.Options{})
+	cfg.Port = l.Addr().(*net.TCPAddr).Port
+	cfg.ConnectTimeout = 300 * time.Millisecond
+	var d berthssh.Dialer
+	_, err = d.Dial(testContext(t), cfg)
+	var ue *berthssh.UnreachableError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "no SSH handshake within 300ms") || !strings.Contains(err.Error(), `"node-9"`) {
+		t.Fatalf("error = %v (%T); want an *UnreachableError naming node-9 and the handshake timeout", err, err)
+	}
 }

@@ -167,3 +167,32 @@ func TestForEachRefusesDuplicateHostNames(t *testing.T) {
 		t.Fatalf("ForEach with a duplicated host = %v (fn called: %v); want an error before any work", err, called)
 	}
 }
+
+func TestForEachReportsHostsNotStartedWhenTheContextEnds(t *testing.T) {
+	_, base := newHost(t, "node", sshtest.Options{})
+	var hosts []berthssh.HostConfig
+	for i := range 4 {
+		h := base
+		h.Name = fmt.Sprintf("node-%d", i)
+		hosts = append(hosts, h)
+	}
+	pool := berthssh.NewPool(&berthssh.Dialer{})
+	t.Cleanup(func() { pool.Close() })
+	ctx, cancel := context.WithCancel(testContext(t))
+	var calls atomic.Int64
+	err := pool.ForEach(ctx, hosts, 1, func(ctx context.Context, c *berthssh.Client) error {
+		calls.Add(1)
+		cancel() // the operator gives up during the first host
+		return nil
+	})
+	var he berthssh.HostErrors
+	if !errors.As(err, &he) || calls.Load() != 1 {
+		t.Fatalf("ForEach = %v after %d calls; want HostErrors after exactly 1 call", err, calls.Load())
+	}
+	if got := fmt.Sprint(he.Hosts()); got != "[node-1 node-2 node-3]" {
+		t.Errorf("failed hosts = %s; want the three never started", got)
+	}
+	if !errors.Is(he["node-3"], context.Canceled) {
+		t.Errorf("node-3 error = %v; want context.Canceled", he["node-3"])
+	}
+}
