@@ -89,7 +89,8 @@ func (c HostConfig) addr() string {
 
 // KnownHostsName is the name under which the host's key is looked up and
 // recorded in a HostKeyStore: "addr" for port 22, "[addr]:port" otherwise,
-// as OpenSSH writes known_hosts.
+// as OpenSSH writes known_hosts. Hosts behind different jump hosts that
+// share a private address share this name; pin their keys explicitly.
 func (c HostConfig) KnownHostsName() string {
 	return knownHostsName(c.addr())
 }

@@ -20,7 +20,10 @@
 // host, hands the same one to every caller, and redials when the connection
 // has died. Every operation takes a context: cancelling it (or a
 // per-command timeout) closes the SSH session, so a hung remote command
-// never hangs the caller.
+// never hangs the caller. Because OpenSSH ignores signal requests for root
+// logins and leaves a command running when its channel closes, Run wraps
+// each command so that the host kills it when its session ends first (see
+// Client.Run).
 //
 // # Errors
 //

@@ -24,6 +24,7 @@ type UnreachableError struct {
 	Err     error
 }
 
+// Error says which host could not be reached, how, and within what time.
 func (e *UnreachableError) Error() string {
 	via := ""
 	if e.Via != "" {
@@ -32,6 +33,7 @@ func (e *UnreachableError) Error() string {
 	return fmt.Sprintf("host %q (%s) is unreachable%s (connect timeout %s): %v", e.Host, e.Address, via, e.Timeout, e.Err)
 }
 
+// Unwrap exposes the network error (for example a refused connection).
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // AuthError reports that the host refused every credential offered, so
@@ -43,11 +45,13 @@ type AuthError struct {
 	Err     error
 }
 
+// Error says which host refused which user and what was offered.
 func (e *AuthError) Error() string {
 	return fmt.Sprintf("host %q refused authentication as user %q (offered %s): check the private key, the agent and the host's authorized_keys: %v",
 		e.Host, e.User, strings.Join(e.Methods, ", "), e.Err)
 }
 
+// Unwrap exposes the SSH library's error.
 func (e *AuthError) Unwrap() error { return e.Err }
 
 // HostKeyMismatchError reports that a host presented a key other than the
@@ -62,6 +66,7 @@ type HostKeyMismatchError struct {
 	GotType string   // key type the host presented, e.g. ssh-ed25519
 }
 
+// Error names the host, both fingerprints and what to do.
 func (e *HostKeyMismatchError) Error() string {
 	return fmt.Sprintf("host %q (%s) presented %s host key %s, but %s is pinned for it: "+
 		"refusing to connect because the host may have been reinstalled or its address given to another machine; "+
@@ -80,6 +85,7 @@ type CommandError struct {
 	Stderr   string // the last lines of standard error
 }
 
+// Error names host, command, exit status and the tail of stderr.
 func (e *CommandError) Error() string {
 	status := fmt.Sprintf("exit status %d", e.ExitCode)
 	if e.Signal != "" {
@@ -101,6 +107,7 @@ type TimeoutError struct {
 	After   time.Duration
 }
 
+// Error names host, command and the time allowed.
 func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("run %q on host %q: timed out after %s; the session was closed", e.Command, e.Host, e.After)
 }
@@ -118,6 +125,7 @@ type DigestMismatchError struct {
 	Got  string
 }
 
+// Error names host, path and both digests.
 func (e *DigestMismatchError) Error() string {
 	return fmt.Sprintf("upload %s to host %q: sha256 on the host is %s, want %s; the partial file was removed and %s was left untouched",
 		e.Path, e.Host, e.Got, e.Want, e.Path)

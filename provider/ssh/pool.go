@@ -153,6 +153,7 @@ func (p *Pool) Close() error {
 // through to each host's error.
 type HostErrors map[string]error
 
+// Error lists every failed host with its error, sorted by host name.
 func (e HostErrors) Error() string {
 	names := e.Hosts()
 	parts := make([]string, 0, len(names))
