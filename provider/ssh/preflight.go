@@ -182,7 +182,7 @@ var preflightScript = `
 echo "machine $(uname -m)"
 echo "kernel $(uname -r)"
 echo "uid $(id -u)"
-if command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then echo "sudo yes"; fi
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then echo "sudo yes"; fi
 echo "pid1 $(cat /proc/1/comm 2>/dev/null)"
 if [ -d /run/systemd/system ]; then echo "systemd_run yes"; fi
 grep -w overlay /proc/filesystems >/dev/null 2>&1 && echo "fs overlay"

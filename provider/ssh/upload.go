@@ -83,7 +83,9 @@ func (c *Client) Upload(ctx context.Context, r io.Reader, size int64, remotePath
 			redirect = ">>"
 		}
 		src := &countingReader{r: io.LimitReader(r, remaining), base: offset, progress: o.progress}
-		_, stderr, _, err := c.Run(ctx, "cat "+redirect+" "+Quote(partial), RunOptions{Stdin: src})
+		// umask 077: the file may be a credential; its mode is set only
+		// once verified.
+		_, stderr, _, err := c.Run(ctx, "umask 077; cat "+redirect+" "+Quote(partial), RunOptions{Stdin: src})
 		sent, srcErr := src.stop()
 		if err != nil {
 			if bytes.Contains(stderr, []byte("No space left on device")) {
@@ -104,6 +106,7 @@ func (c *Client) Upload(ctx context.Context, r io.Reader, size int64, remotePath
 	}
 
 	script := fmt.Sprintf(`set -e
+command -v sha256sum >/dev/null 2>&1 || { echo "sha256sum is not installed on the host" >&2; exit 127; }
 p=%s
 set -- $(sha256sum < "$p")
 if [ "$1" != %s ]; then rm -f "$p"; echo "digest $1" >&2; exit %d; fi

@@ -200,3 +200,23 @@ func TestUploadRejectsBadArgumentsBeforeTouchingTheHost(t *testing.T) {
 		})
 	}
 }
+
+func TestUploadKeepsTheFileUnreadableToOthersUntilItsModeIsSet(t *testing.T) {
+	_, cfg := newHost(t, "node-1", sshtest.Options{})
+	c := dial(t, cfg)
+	dest := filepath.Join(t.TempDir(), "node.key")
+	data := payload(1000)
+	// A digest mismatch keeps nothing, so stop after the write by giving a
+	// short source: the partial file stays for inspection.
+	err := c.Upload(testContext(t), bytes.NewReader(data[:10]), int64(len(data)), dest, 0o644, digest(data))
+	if err == nil {
+		t.Fatal("Upload of a short source succeeded")
+	}
+	st, err := os.Stat(dest + berthssh.PartialSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("partial file mode = %v; want 0600 until verified", st.Mode().Perm())
+	}
+}
