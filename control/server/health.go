@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth-io/berth/control/api"
+	"github.com/berth-io/berth/control/etcd"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -60,56 +61,55 @@ func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, &VersionInfo{Version: v, APIVersion: api.Version, GoVersion: runtime.Version()})
 }
 
-// handleSnapshot streams an etcd snapshot of the member this instance's
-// client talks to; restore it with control/etcd's Restore (or etcdutl
-// snapshot restore).
+// handleSnapshot streams a verified etcd snapshot of the member this
+// instance's client talks to; restore it with control/etcd's Restore. A
+// snapshot that breaks off or fails its checksum aborts the response, so
+// the client never mistakes it for a whole one.
 func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(s.stopCtx, cancel)
 	defer stop()
-	rd, err := s.store.Client().Snapshot(ctx)
-	if err != nil {
-		writeError(w, fmt.Errorf("start etcd snapshot: %w", err))
-		return
-	}
-	defer rd.Close()
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="berth-etcd.snapshot"`)
-	buf := make([]byte, 256<<10)
-	wrote := false
-	for {
-		n, rerr := rd.Read(buf)
-		if n > 0 {
-			if !wrote {
-				w.WriteHeader(http.StatusOK)
-				wrote = true
-			}
-			_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
-			if _, err := w.Write(buf[:n]); err != nil {
-				return
-			}
+	sw := &snapshotWriter{w: w, rc: rc, timeout: s.writeTimeout}
+	err := etcd.Snapshot(ctx, s.store.Client(), sw)
+	if err == nil {
+		if !sw.wrote {
+			sw.header()
 		}
-		if rerr == io.EOF {
-			if !wrote {
-				w.WriteHeader(http.StatusOK)
-			}
-			return
-		}
-		if rerr != nil {
-			if !wrote {
-				writeError(w, fmt.Errorf("read etcd snapshot: %w", rerr))
-			} else {
-				// The client sees a truncated body: abort the response so
-				// it cannot mistake it for a whole snapshot.
-				s.log.Error("etcd snapshot broke off", "err", rerr)
-				panic(http.ErrAbortHandler)
-			}
-			return
-		}
+		return
 	}
+	if !sw.wrote {
+		writeError(w, fmt.Errorf("take etcd snapshot: %w", err))
+		return
+	}
+	s.log.Error("etcd snapshot broke off", "err", err)
+	panic(http.ErrAbortHandler)
+}
+
+// snapshotWriter sends the snapshot, writing the headers with the first
+// bytes so an early failure can still answer a Status.
+type snapshotWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	wrote   bool
+}
+
+func (sw *snapshotWriter) header() {
+	sw.w.Header().Set("Content-Type", "application/octet-stream")
+	sw.w.Header().Set("Content-Disposition", `attachment; filename="berth-etcd.snapshot"`)
+	sw.w.WriteHeader(http.StatusOK)
+	sw.wrote = true
+}
+
+func (sw *snapshotWriter) Write(p []byte) (int, error) {
+	if !sw.wrote {
+		sw.header()
+	}
+	_ = sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
+	return sw.w.Write(p)
 }
 
 func countOnly() []clientv3.OpOption { return []clientv3.OpOption{clientv3.WithCountOnly()} }

@@ -8,16 +8,16 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/berth-io/berth/control/api"
+	"github.com/berth-io/berth/control/etcd"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Membership changes the etcd cluster behind the control plane. The server
 // uses EtcdMembership over its store's client unless Config.Membership
-// supplies another (control/etcd's quorum-checking implementation).
+// supplies another (tests).
 type Membership interface {
 	// ListMembers returns every member, learners included.
 	ListMembers(ctx context.Context) ([]api.Member, error)
@@ -27,21 +27,38 @@ type Membership interface {
 	// Promote makes a learner that has caught up a voting member.
 	Promote(ctx context.Context, id uint64) error
 	// RemoveMember removes a member, refusing (with an api Conflict) when
-	// that would leave the cluster without a quorum of started voters.
+	// that would leave the cluster without a majority of healthy voters.
 	RemoveMember(ctx context.Context, id uint64) error
 }
 
-// EtcdMembership is Membership over an etcd client.
+// EtcdMembership is Membership through control/etcd, which checks quorum
+// before removing a voter.
 type EtcdMembership struct {
 	// Client talks to the cluster.
 	Client *clientv3.Client
 }
 
+func toAPIMember(m etcd.Member, leader uint64) api.Member {
+	am := api.Member{
+		Metadata: api.ObjectMeta{Name: m.Name},
+		Status: api.MemberStatus{
+			ID:         m.IDString(),
+			PeerURLs:   m.PeerURLs,
+			ClientURLs: m.ClientURLs,
+			IsLearner:  m.IsLearner,
+			Started:    m.Started,
+			IsLeader:   leader != 0 && m.ID == leader,
+		},
+	}
+	api.SetTypeMeta(&am)
+	return am
+}
+
 // ListMembers returns the members with the leader marked.
 func (m EtcdMembership) ListMembers(ctx context.Context) ([]api.Member, error) {
-	resp, err := m.Client.MemberList(ctx)
+	members, err := etcd.ListMembers(ctx, m.Client)
 	if err != nil {
-		return nil, fmt.Errorf("list etcd members: %w", etcdError(err))
+		return nil, etcdError(err)
 	}
 	var leader uint64
 	for _, ep := range m.Client.Endpoints() {
@@ -50,111 +67,48 @@ func (m EtcdMembership) ListMembers(ctx context.Context) ([]api.Member, error) {
 			break
 		}
 	}
-	out := make([]api.Member, 0, len(resp.Members))
-	for _, mem := range resp.Members {
-		am := api.Member{
-			Metadata: api.ObjectMeta{Name: mem.Name},
-			Status: api.MemberStatus{
-				ID:         strconv.FormatUint(mem.ID, 16),
-				PeerURLs:   mem.PeerURLs,
-				ClientURLs: mem.ClientURLs,
-				IsLearner:  mem.IsLearner,
-				Started:    mem.Name != "",
-				IsLeader:   mem.ID == leader,
-			},
-		}
-		api.SetTypeMeta(&am)
-		out = append(out, am)
+	out := make([]api.Member, 0, len(members))
+	for _, mem := range members {
+		out = append(out, toAPIMember(mem, leader))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
 	return out, nil
 }
 
-// AddLearner adds a learner and builds its initial cluster: every started
-// member plus the new one.
+// AddLearner adds a learner and returns its initial cluster.
 func (m EtcdMembership) AddLearner(ctx context.Context, name string, peerURLs []string) (api.Member, string, error) {
-	resp, err := m.Client.MemberAddAsLearner(ctx, peerURLs)
+	mem, initial, err := etcd.AddLearner(ctx, m.Client, name, peerURLs)
 	if err != nil {
-		return api.Member{}, "", fmt.Errorf("add etcd learner %s: %w", name, etcdError(err))
+		return api.Member{}, "", etcdError(err)
 	}
-	var parts []string
-	for _, mem := range resp.Members {
-		n := mem.Name
-		if mem.ID == resp.Member.ID {
-			n = name
-		}
-		if n == "" {
-			continue
-		}
-		for _, u := range mem.PeerURLs {
-			parts = append(parts, n+"="+u)
-		}
-	}
-	sort.Strings(parts)
-	am := api.Member{
-		Metadata: api.ObjectMeta{Name: name},
-		Status:   api.MemberStatus{ID: strconv.FormatUint(resp.Member.ID, 16), PeerURLs: resp.Member.PeerURLs, IsLearner: true},
-	}
-	api.SetTypeMeta(&am)
-	return am, strings.Join(parts, ","), nil
+	am := toAPIMember(mem, 0)
+	am.Metadata.Name = name
+	return am, initial, nil
 }
 
-// Promote promotes a learner.
+// Promote promotes a learner, waiting (within ctx) for it to catch up.
 func (m EtcdMembership) Promote(ctx context.Context, id uint64) error {
-	if _, err := m.Client.MemberPromote(ctx, id); err != nil {
-		return fmt.Errorf("promote etcd member %x: %w", id, etcdError(err))
-	}
-	return nil
+	return etcdError(etcd.Promote(ctx, m.Client, id))
 }
 
-// RemoveMember removes a member unless the voters left would be fewer than
-// a quorum of started members.
+// RemoveMember removes a member unless that would break quorum.
 func (m EtcdMembership) RemoveMember(ctx context.Context, id uint64) error {
-	resp, err := m.Client.MemberList(ctx)
-	if err != nil {
-		return fmt.Errorf("remove etcd member %x: %w", id, etcdError(err))
-	}
-	var target *struct{ learner bool }
-	voters, started := 0, 0
-	for _, mem := range resp.Members {
-		if mem.ID == id {
-			target = &struct{ learner bool }{mem.IsLearner}
-			continue
-		}
-		if !mem.IsLearner {
-			voters++
-			if mem.Name != "" {
-				started++
-			}
-		}
-	}
-	if target == nil {
-		return api.NewError(api.ReasonNotFound, "etcd member %x not found", id)
-	}
-	if !target.learner {
-		if voters == 0 {
-			return api.NewError(api.ReasonConflict, "etcd member %x is the last voting member: removing it would destroy the cluster", id)
-		}
-		if quorum := voters/2 + 1; started < quorum {
-			return api.NewError(api.ReasonConflict,
-				"removing etcd member %x would leave %d voting members of which only %d are started, below the quorum of %d: start or remove the others first",
-				id, voters, started, quorum)
-		}
-	}
-	if _, err := m.Client.MemberRemove(ctx, id); err != nil {
-		return fmt.Errorf("remove etcd member %x: %w", id, etcdError(err))
-	}
-	return nil
+	return etcdError(etcd.RemoveMember(ctx, m.Client, id))
 }
 
 // etcdError turns etcd's membership refusals into api errors.
 func etcdError(err error) error {
 	switch {
-	case errors.Is(err, rpctypes.ErrMemberNotFound):
-		return api.NewError(api.ReasonNotFound, "%v", err)
-	case errors.Is(err, rpctypes.ErrMemberNotLearner), errors.Is(err, rpctypes.ErrMemberLearnerNotReady),
-		errors.Is(err, rpctypes.ErrTooManyLearners), errors.Is(err, rpctypes.ErrPeerURLExist),
-		errors.Is(err, rpctypes.ErrUnhealthy), errors.Is(err, rpctypes.ErrMemberExist):
+	case err == nil:
+		return nil
+	case errors.Is(err, etcd.ErrMemberNotFound), errors.Is(err, rpctypes.ErrMemberNotFound):
+		return api.NewError(api.ReasonNotFound, "%v: list members with GET /v1/members", err)
+	case errors.Is(err, etcd.ErrWouldBreakQuorum):
+		return api.NewError(api.ReasonConflict, "%v: bring the unhealthy members back or add members first", err)
+	case errors.Is(err, etcd.ErrLearnerNotReady):
+		return api.NewError(api.ReasonConflict, "%v: retry once it has caught up", err)
+	case errors.Is(err, rpctypes.ErrMemberNotLearner), errors.Is(err, rpctypes.ErrTooManyLearners),
+		errors.Is(err, rpctypes.ErrPeerURLExist), errors.Is(err, rpctypes.ErrUnhealthy), errors.Is(err, rpctypes.ErrMemberExist):
 		return api.NewError(api.ReasonConflict, "%v", err)
 	}
 	return err

@@ -4,19 +4,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/berth-io/berth/control/api"
+	"github.com/berth-io/berth/control/etcd"
 	"github.com/berth-io/berth/control/server"
 	"github.com/berth-io/berth/control/store"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/etcdutl/v3/snapshot"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 )
 
 func TestIntegrationGracefulPodDeleteThenNodeFinalises(t *testing.T) {
@@ -234,44 +230,19 @@ func TestIntegrationSnapshotRestoresWithEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	curl, err := freeURL()
-	if err != nil {
-		t.Fatal(err)
-	}
 	data := filepath.Join(dir, "data")
-	mgr := snapshot.NewV3(zap.NewNop())
-	if err := mgr.Restore(snapshot.RestoreConfig{
-		SnapshotPath:        file,
-		Name:                "restored",
-		OutputDataDir:       data,
-		PeerURLs:            []string{purl.String()},
-		InitialCluster:      "restored=" + purl.String(),
-		InitialClusterToken: "restored",
-	}); err != nil {
+	if err := etcd.Restore(testCtx(t), file, etcd.RestoreConfig{Name: "restored", DataDir: data, PeerURL: purl.String()}); err != nil {
 		t.Fatalf("restore the served snapshot: %v", err)
 	}
-	cfg := embed.NewConfig()
-	cfg.Name = "restored"
-	cfg.Dir = data
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
+	member, err := etcd.Start(testCtx(t), etcd.Config{
+		Name: "restored", DataDir: data,
+		ListenClientURLs: []string{"127.0.0.1:0"}, ListenPeerURLs: []string{purl.String()},
+	})
 	if err != nil {
 		t.Fatalf("start etcd on the restored data: %v", err)
 	}
-	defer e.Close()
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("restored etcd failed: %v", err)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{curl.String()}, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	defer member.Close()
+	cli := member.Client()
 	restored := store.New(cli, store.Options{Prefix: c.prefix})
 	if err := restored.Get(testCtx(t), &api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "kept"}}); err != nil {
 		t.Fatalf("the restored snapshot lacks the pod: %v", err)
