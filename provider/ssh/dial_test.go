@@ -168,6 +168,12 @@ func TestKnownHostsFileIsReadableByOpenSSHAndReadsHashedEntries(t *testing.T) {
 	if err := store.Record(ctx, "[127.0.0.1]:2222", key); err != nil {
 		t.Fatal(err)
 	}
+	if err := store.Record(ctx, "[127.0.0.1]:2222", key); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path); strings.Count(string(data), "\n") != 1 {
+		t.Errorf("recording the same key twice wrote %q; want one line", data)
+	}
 	check, err := knownhosts.New(path)
 	if err != nil {
 		t.Fatal(err)

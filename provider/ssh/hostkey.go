@@ -219,6 +219,11 @@ func (f *KnownHostsFile) Lookup(ctx context.Context, host string) ([]gossh.Publi
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.lookup(host)
+}
+
+// lookup reads the file; f.mu must be held.
+func (f *KnownHostsFile) lookup(host string) ([]gossh.PublicKey, error) {
 	data, err := os.ReadFile(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -251,14 +256,24 @@ func (f *KnownHostsFile) Lookup(ctx context.Context, host string) ([]gossh.Publi
 	return keys, nil
 }
 
-// Record appends a known_hosts line for host, creating the file (0600) and
-// its directory (0700) when needed.
+// Record appends a known_hosts line for host, unless the file already
+// holds that key for it, creating the file (0600) and its directory (0700)
+// when needed.
 func (f *KnownHostsFile) Record(ctx context.Context, host string, key gossh.PublicKey) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	known, err := f.lookup(host)
+	if err != nil {
+		return fmt.Errorf("record host key of %s: %w", host, err)
+	}
+	for _, k := range known {
+		if bytes.Equal(k.Marshal(), key.Marshal()) {
+			return nil
+		}
+	}
 	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
 		return fmt.Errorf("record host key of %s in %s: %w", host, f.path, err)
 	}
