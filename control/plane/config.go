@@ -53,10 +53,14 @@ type Config struct {
 	Dev bool `json:"dev,omitempty"`
 	// Version is reported by GET /v1/version.
 	Version string `json:"-"`
+	// DisableControllers runs an API-only control plane: no scheduler and
+	// no controllers on this host.
+	DisableControllers bool `json:"disableControllers,omitempty"`
 	// RunControllers runs the scheduler and controllers (with leader
 	// election) until ctx ends, talking to the API through cfg, an
 	// admin-level client configuration minted for this control plane's
-	// own identity. Nil runs none (an API-only control plane).
+	// own identity. Nil runs control/controller's Run with the
+	// LeaderElection settings; tests replace it.
 	RunControllers func(ctx context.Context, cfg client.Config) error `json:"-"`
 }
 

@@ -57,17 +57,6 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	return nil
 }
 
-func exists(path string) (bool, error) {
-	_, err := os.Stat(path)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	}
-	return false, err
-}
-
 // loadOrCreateCA loads the cluster CA; in Dev mode it creates one on first
 // start.
 func loadOrCreateCA(cfg Config) (*pki.CA, error) {
@@ -155,26 +144,33 @@ func covers(cert *tls.Certificate, dns []string, ips []net.IP) bool {
 // loadOrIssueServing loads this host's serving certificate, issuing (and
 // writing) a new one when it is absent, not from this CA, due for renewal
 // or missing one of the host's names.
-func loadOrIssueServing(cfg Config, ca *pki.CA, now time.Time) (tls.Certificate, error) {
+func loadOrIssueServing(cfg Config, ca *pki.CA, now time.Time) (pki.KeyPair, tls.Certificate, error) {
 	dns, ips := servingHosts(cfg)
-	if cert, err := tls.LoadX509KeyPair(cfg.PKI.ServingCertFile, cfg.PKI.ServingKeyFile); err == nil {
-		if _, verr := cert.Leaf.Verify(verifyOpts(ca)); verr == nil && !pki.NeedsRenewal(cert.Leaf, now) && covers(&cert, dns, ips) {
-			return cert, nil
+	certPEM, cerr := os.ReadFile(cfg.PKI.ServingCertFile)
+	keyPEM, kerr := os.ReadFile(cfg.PKI.ServingKeyFile)
+	if cerr == nil && kerr == nil {
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return pki.KeyPair{}, tls.Certificate{}, fmt.Errorf("load serving certificate %s: %w", cfg.PKI.ServingCertFile, err)
 		}
-	} else if ok, _ := exists(cfg.PKI.ServingCertFile); ok {
-		return tls.Certificate{}, fmt.Errorf("load serving certificate %s: %w", cfg.PKI.ServingCertFile, err)
+		if _, verr := cert.Leaf.Verify(verifyOpts(ca)); verr == nil && !pki.NeedsRenewal(cert.Leaf, now) && covers(&cert, dns, ips) {
+			return pki.KeyPair{CertPEM: certPEM, KeyPEM: keyPEM, Cert: cert.Leaf}, cert, nil
+		}
+	} else if !errors.Is(cerr, fs.ErrNotExist) && cerr != nil {
+		return pki.KeyPair{}, tls.Certificate{}, fmt.Errorf("read serving certificate: %w", cerr)
 	}
 	kp, err := ca.Issue(pki.ServerIdentity(cfg.Name, dns, ips), servingValidity)
 	if err != nil {
-		return tls.Certificate{}, err
+		return pki.KeyPair{}, tls.Certificate{}, err
 	}
 	if err := writeFileAtomic(cfg.PKI.ServingKeyFile, kp.KeyPEM, 0o600); err != nil {
-		return tls.Certificate{}, err
+		return pki.KeyPair{}, tls.Certificate{}, err
 	}
 	if err := writeFileAtomic(cfg.PKI.ServingCertFile, kp.CertPEM, 0o644); err != nil {
-		return tls.Certificate{}, err
+		return pki.KeyPair{}, tls.Certificate{}, err
 	}
-	return kp.TLSCertificate()
+	cert, err := kp.TLSCertificate()
+	return kp, cert, err
 }
 
 func verifyOpts(ca *pki.CA) x509.VerifyOptions {

@@ -1,9 +1,9 @@
 package plane
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,31 +12,32 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/berth-io/berth/control/etcd"
 	"github.com/berth-io/berth/control/pki"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
-// etcdComponent runs the embedded etcd member (or connects to an external
-// cluster) and owns the etcd client everything else uses.
+// etcdComponent runs the embedded etcd member (through control/etcd) or
+// connects to an external cluster, and owns the etcd client everything
+// else uses.
 type etcdComponent struct {
-	cfg    Config
-	ca     *pki.CA
-	log    *slog.Logger
-	embed  *embed.Config
-	etcd   *embed.Etcd
-	client *clientv3.Client
-	failed chan error
-	once   sync.Once
+	cfg     Config
+	ca      *pki.CA
+	serving pki.KeyPair
+	log     *slog.Logger
+	member  etcd.Config
+	server  *etcd.Server
+	client  *clientv3.Client
+	failed  chan error
+	once    sync.Once
 }
 
-func newEtcdComponent(cfg Config, ca *pki.CA, log *slog.Logger) *etcdComponent {
-	return &etcdComponent{cfg: cfg, ca: ca, log: log, failed: make(chan error, 1)}
+func newEtcdComponent(cfg Config, ca *pki.CA, serving pki.KeyPair, log *slog.Logger) *etcdComponent {
+	return &etcdComponent{cfg: cfg, ca: ca, serving: serving, log: log, failed: make(chan error, 1)}
 }
 
 func (c *etcdComponent) Name() string         { return "etcd" }
@@ -78,23 +79,13 @@ func (c *etcdComponent) devURLs() (client, peer string, err error) {
 			return "", "", err
 		}
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d", p.Client), fmt.Sprintf("http://127.0.0.1:%d", p.Peer), nil
-}
-
-func parseURLs(what string, in []string) ([]url.URL, error) {
-	out := make([]url.URL, 0, len(in))
-	for _, s := range in {
-		u, err := url.Parse(s)
-		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return nil, fmt.Errorf("etcd %s %q: must be an http(s) URL with host and port", what, s)
-		}
-		out = append(out, *u)
-	}
-	return out, nil
+	return fmt.Sprintf("https://127.0.0.1:%d", p.Client), fmt.Sprintf("http://127.0.0.1:%d", p.Peer), nil
 }
 
 // Init builds the embedded member's configuration (nothing for an
-// external cluster).
+// external cluster): the client port serves TLS with this host's server
+// certificate and admits only this host's server identity; https peer URLs
+// get a peer certificate from the cluster CA.
 func (c *etcdComponent) Init(ctx context.Context) error {
 	e := c.cfg.Etcd
 	if len(e.Endpoints) > 0 {
@@ -114,211 +105,159 @@ func (c *etcdComponent) Init(ctx context.Context) error {
 		}
 	}
 	if len(clientURLs) == 0 {
-		clientURLs = []string{"http://127.0.0.1:2379"}
+		clientURLs = []string{"https://" + etcd.DefaultListenClientURL}
 	}
-	if len(peerURLs) == 0 {
-		peerURLs = []string{"http://127.0.0.1:2380"}
-	}
-	cu, err := parseURLs("client URL", clientURLs)
+	caPEM := c.ca.CertPEM()
+	self, err := pki.ServerIdentity(c.cfg.Name, nil, nil).Subject()
 	if err != nil {
-		return err
+		return fmt.Errorf("etcd client identity: %w", err)
 	}
-	pu, err := parseURLs("peer URL", peerURLs)
-	if err != nil {
-		return err
+	m := etcd.Config{
+		Name:              c.cfg.Name,
+		DataDir:           filepath.Join(c.cfg.DataDir, "etcd"),
+		ListenClientURLs:  clientURLs,
+		ListenPeerURLs:    peerURLs,
+		InitialCluster:    e.InitialCluster,
+		ClusterState:      etcd.ClusterState(e.InitialClusterState),
+		HeartbeatInterval: time.Duration(e.HeartbeatMs) * time.Millisecond,
+		ElectionTimeout:   time.Duration(e.ElectionMs) * time.Millisecond,
+		LogOutput:         &etcdLog{log: c.log.With("component", "etcd")},
+		ClientTLS: &etcd.TLSConfig{
+			CertPEM: c.serving.CertPEM, KeyPEM: c.serving.KeyPEM, CAPEM: caPEM,
+			AllowedCNs: []string{self.CommonName},
+		},
 	}
-	ec := embed.NewConfig()
-	ec.Name = c.cfg.Name
-	ec.Dir = filepath.Join(c.cfg.DataDir, "etcd")
-	ec.ListenClientUrls, ec.AdvertiseClientUrls = cu, cu
-	ec.ListenPeerUrls, ec.AdvertisePeerUrls = pu, pu
-	ec.InitialCluster = e.InitialCluster
-	if ec.InitialCluster == "" {
-		ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
-	}
-	ec.ClusterState = e.InitialClusterState
-	ec.TickMs = uint(e.HeartbeatMs)
-	ec.ElectionMs = uint(e.ElectionMs)
-	ec.AutoCompactionMode = "periodic"
-	ec.AutoCompactionRetention = "1h"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(slogCore{log: c.log.With("component", "etcd"), level: zapcore.WarnLevel}))
-	if pu[0].Scheme == "https" {
-		if err := c.peerTLS(ec, pu); err != nil {
-			return err
-		}
-	}
-	if err := os.MkdirAll(ec.Dir, 0o700); err != nil {
-		return fmt.Errorf("create etcd data directory: %w", err)
-	}
-	c.embed = ec
-	return nil
-}
-
-// peerTLS gives the member a peer certificate from the cluster CA and
-// makes it require one from its peers.
-func (c *etcdComponent) peerTLS(ec *embed.Config, peers []url.URL) error {
-	var dns []string
-	var ips []net.IP
-	for _, u := range peers {
-		if ip := net.ParseIP(u.Hostname()); ip != nil {
-			ips = append(ips, ip)
-		} else {
-			dns = append(dns, u.Hostname())
-		}
-	}
-	kp, err := c.ca.Issue(pki.EtcdPeerIdentity(c.cfg.Name, dns, ips), servingValidity)
-	if err != nil {
-		return fmt.Errorf("issue the etcd peer certificate: %w", err)
-	}
-	dir := filepath.Join(c.cfg.DataDir, "pki")
-	certFile, keyFile := filepath.Join(dir, "etcd-peer.crt"), filepath.Join(dir, "etcd-peer.key")
-	if err := writeFileAtomic(keyFile, kp.KeyPEM, 0o600); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(certFile, kp.CertPEM, 0o644); err != nil {
-		return err
-	}
-	ec.PeerTLSInfo.CertFile, ec.PeerTLSInfo.KeyFile = certFile, keyFile
-	ec.PeerTLSInfo.TrustedCAFile = c.cfg.PKI.CACertFile
-	ec.PeerTLSInfo.ClientCertAuth = true
-	return nil
-}
-
-// Start starts the member and waits until it serves, then connects.
-func (c *etcdComponent) Start(ctx context.Context) error {
-	endpoints := c.cfg.Etcd.Endpoints
-	var tlsCfg *tls.Config
-	if c.embed != nil {
-		e, err := embed.StartEtcd(c.embed)
-		if err != nil {
-			return fmt.Errorf("start embedded etcd in %s: %w", c.embed.Dir, err)
-		}
-		c.etcd = e
-		select {
-		case <-e.Server.ReadyNotify():
-		case err := <-e.Err():
-			return fmt.Errorf("embedded etcd failed while starting: %w", err)
-		case <-ctx.Done():
-			return fmt.Errorf("embedded etcd not ready: %w", ctx.Err())
-		}
-		go func() {
-			if err, ok := <-e.Err(); ok && err != nil {
-				c.failed <- err
+	if len(peerURLs) > 0 && strings.HasPrefix(peerURLs[0], "https://") {
+		var dns []string
+		var ips []net.IP
+		for _, s := range peerURLs {
+			u, err := url.Parse(s)
+			if err != nil {
+				return fmt.Errorf("etcd peer URL %q: %w", s, err)
 			}
-		}()
-		endpoints = nil
-		for _, u := range c.embed.AdvertiseClientUrls {
-			endpoints = append(endpoints, u.String())
+			if ip := net.ParseIP(u.Hostname()); ip != nil {
+				ips = append(ips, ip)
+			} else {
+				dns = append(dns, u.Hostname())
+			}
 		}
-	} else if c.cfg.Etcd.CAFile != "" || c.cfg.Etcd.CertFile != "" {
-		var err error
-		if tlsCfg, err = externalTLS(c.cfg.Etcd); err != nil {
-			return err
+		kp, err := c.ca.Issue(pki.EtcdPeerIdentity(c.cfg.Name, dns, ips), servingValidity)
+		if err != nil {
+			return fmt.Errorf("issue the etcd peer certificate: %w", err)
 		}
+		m.PeerTLS = &etcd.TLSConfig{CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM, CAPEM: caPEM}
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: 10 * time.Second,
-		TLS:         tlsCfg,
-		Logger:      zap.New(slogCore{log: c.log.With("component", "etcd-client"), level: zapcore.ErrorLevel}),
-		Context:     context.WithoutCancel(ctx),
-	})
-	if err != nil {
-		return fmt.Errorf("connect to etcd %v: %w", endpoints, err)
-	}
-	c.client = cli
-	if _, err := cli.Get(ctx, "/berth-startup-probe", clientv3.WithCountOnly()); err != nil {
-		return fmt.Errorf("etcd %v does not answer: %w", endpoints, err)
-	}
+	c.member = m
 	return nil
 }
 
-func externalTLS(e EtcdConfig) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if e.CAFile != "" {
-		data, err := os.ReadFile(e.CAFile)
+// Start starts the member (or connects to the external cluster) and
+// returns once etcd answers.
+func (c *etcdComponent) Start(ctx context.Context) error {
+	if e := c.cfg.Etcd; len(e.Endpoints) > 0 {
+		var tlsCfg *tls.Config
+		if e.CAFile != "" {
+			ca, err := os.ReadFile(e.CAFile)
+			if err != nil {
+				return fmt.Errorf("read etcd ca: %w", err)
+			}
+			var cert, key []byte
+			if e.CertFile != "" {
+				if cert, err = os.ReadFile(e.CertFile); err != nil {
+					return fmt.Errorf("read etcd client certificate: %w", err)
+				}
+				if key, err = os.ReadFile(e.KeyFile); err != nil {
+					return fmt.Errorf("read etcd client key: %w", err)
+				}
+			}
+			if tlsCfg, err = etcd.ClientTLS(cert, key, ca); err != nil {
+				return err
+			}
+		}
+		cli, err := etcd.Connect(ctx, etcd.ExternalConfig{Endpoints: e.Endpoints, TLS: tlsCfg,
+			LogOutput: &etcdLog{log: c.log.With("component", "etcd-client")}})
 		if err != nil {
-			return nil, fmt.Errorf("read etcd ca: %w", err)
+			return err
 		}
-		certs, err := pki.ParseCerts(data)
-		if err != nil {
-			return nil, fmt.Errorf("read etcd ca %s: %w", e.CAFile, err)
-		}
-		pool := x509.NewCertPool()
-		for _, c := range certs {
-			pool.AddCert(c)
-		}
-		cfg.RootCAs = pool
+		c.client = cli
+		return nil
 	}
-	if e.CertFile != "" || e.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load etcd client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	srv, err := etcd.Start(ctx, c.member)
+	if err != nil {
+		return err
 	}
-	return cfg, nil
+	c.server = srv
+	c.client = srv.Client()
+	go func() {
+		if err, ok := <-srv.Err(); ok && err != nil {
+			c.failed <- err
+		}
+	}()
+	return nil
 }
 
-// Stop closes the client and the member.
+// Stop closes the client (external) or the member.
 func (c *etcdComponent) Stop() error {
 	var err error
 	c.once.Do(func() {
-		if c.client != nil {
+		switch {
+		case c.server != nil:
+			err = c.server.Close()
+		case c.client != nil:
 			err = c.client.Close()
-			if errors.Is(err, context.Canceled) {
-				err = nil
-			}
 		}
-		if c.etcd != nil {
-			c.etcd.Close()
+		if errors.Is(err, context.Canceled) {
+			err = nil
 		}
 	})
 	return err
 }
 
-// slogCore sends etcd's zap logs at level or above to a slog logger, so
-// the control plane has one log stream.
-type slogCore struct {
-	log    *slog.Logger
-	level  zapcore.Level
-	fields []zapcore.Field
+// etcdLog forwards etcd's JSON log lines at warning level and above to
+// the control plane's logger, so there is one log stream.
+type etcdLog struct {
+	log *slog.Logger
+	mu  sync.Mutex
+	buf []byte
 }
 
-func (s slogCore) Enabled(l zapcore.Level) bool { return l >= s.level }
-
-func (s slogCore) With(fields []zapcore.Field) zapcore.Core {
-	s.fields = append(append([]zapcore.Field(nil), s.fields...), fields...)
-	return s
+func (l *etcdLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.line(l.buf[:i])
+		l.buf = l.buf[i+1:]
+	}
+	return len(p), nil
 }
 
-func (s slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if s.Enabled(e.Level) {
-		return ce.AddCore(e, s)
+func (l *etcdLog) line(b []byte) {
+	var entry map[string]any
+	if err := json.Unmarshal(b, &entry); err != nil {
+		l.log.Warn(string(b))
+		return
 	}
-	return ce
+	level, _ := entry["level"].(string)
+	var lv slog.Level
+	switch level {
+	case "warn":
+		lv = slog.LevelWarn
+	case "error", "dpanic", "panic", "fatal":
+		lv = slog.LevelError
+	default:
+		return
+	}
+	msg, _ := entry["msg"].(string)
+	attrs := make([]slog.Attr, 0, len(entry))
+	for k, v := range entry {
+		if k != "level" && k != "msg" && k != "ts" {
+			attrs = append(attrs, slog.Any(k, v))
+		}
+	}
+	l.log.LogAttrs(context.Background(), lv, msg, attrs...)
 }
-
-func (s slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	enc := zapcore.NewMapObjectEncoder()
-	for _, f := range append(append([]zapcore.Field(nil), s.fields...), fields...) {
-		f.AddTo(enc)
-	}
-	attrs := make([]slog.Attr, 0, len(enc.Fields))
-	for k, v := range enc.Fields {
-		attrs = append(attrs, slog.Any(k, v))
-	}
-	level := slog.LevelInfo
-	switch {
-	case e.Level >= zapcore.ErrorLevel:
-		level = slog.LevelError
-	case e.Level >= zapcore.WarnLevel:
-		level = slog.LevelWarn
-	case e.Level < zapcore.InfoLevel:
-		level = slog.LevelDebug
-	}
-	s.log.LogAttrs(context.Background(), level, e.Message, attrs...)
-	return nil
-}
-
-func (s slogCore) Sync() error { return nil }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/berth-io/berth/control/api"
+	"github.com/berth-io/berth/control/client"
+	"github.com/berth-io/berth/control/controller"
 	"github.com/berth-io/berth/control/pki"
 	"github.com/berth-io/berth/control/server"
 	"github.com/berth-io/berth/control/store"
@@ -39,15 +41,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("control plane %s: %w", cfg.Name, err)
 	}
-	serving, err := loadOrIssueServing(cfg, ca, time.Now())
+	servingPair, serving, err := loadOrIssueServing(cfg, ca, time.Now())
 	if err != nil {
 		return fmt.Errorf("control plane %s: serving certificate: %w", cfg.Name, err)
 	}
-	etcdC := newEtcdComponent(cfg, ca, logger)
+	etcdC := newEtcdComponent(cfg, ca, servingPair, logger)
 	storeC := &storeComponent{cfg: cfg, etcd: etcdC, log: logger}
 	serverC := &serverComponent{cfg: cfg, ca: ca, serving: serving, store: storeC, log: logger}
 	m := &manager{log: logger, components: []Component{etcdC, storeC, serverC}}
-	if cfg.RunControllers != nil {
+	if !cfg.DisableControllers {
+		if cfg.RunControllers == nil {
+			cfg.RunControllers = defaultControllers(cfg, logger)
+		}
 		m.components = append(m.components, &controllersComponent{cfg: cfg, ca: ca, server: serverC, log: logger})
 	}
 	startCtx, cancel := context.WithTimeout(ctx, StartTimeout)
@@ -73,6 +78,26 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("control plane %s: %w", cfg.Name, stopErr)
 	}
 	return nil
+}
+
+// defaultControllers runs control/controller's loops under leader
+// election, as this host's identity.
+func defaultControllers(cfg Config, logger *slog.Logger) func(context.Context, client.Config) error {
+	le := cfg.LeaderElection
+	return func(ctx context.Context, cc client.Config) error {
+		cli, err := client.New(cc)
+		if err != nil {
+			return fmt.Errorf("build the controllers' client: %w", err)
+		}
+		defer cli.Close()
+		return controller.Run(ctx, cli, controller.Options{
+			Identity:      cfg.Name,
+			LeaseDuration: time.Duration(le.LeaseDurationSeconds) * time.Second,
+			RenewDeadline: time.Duration(le.RenewDeadlineSeconds) * time.Second,
+			RetryPeriod:   time.Duration(le.RetryPeriodSeconds) * time.Second,
+			Logger:        logger.With("component", "controllers"),
+		})
+	}
 }
 
 // storeComponent makes the typed store over etcd and bootstraps the

@@ -178,3 +178,64 @@ func TestIntegrationDevControlPlaneKeepsEverythingAcrossRestarts(t *testing.T) {
 		t.Fatalf("cluster id %q after restart, want %q", cp2.ClusterID, cp.ClusterID)
 	}
 }
+
+func TestIntegrationDevControlPlaneRunsTheControllers(t *testing.T) {
+	prereq.Integration(t)
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- plane.Run(ctx, plane.Config{Name: "cp1", DataDir: dir, ListenAddress: "127.0.0.1:0", Dev: true,
+			LeaderElection: plane.LeaderElectionConfig{LeaseDurationSeconds: 3, RenewDeadlineSeconds: 2, RetryPeriodSeconds: 1}}, nil)
+	}()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("control plane stopped with %v", err)
+		}
+	}()
+	adminPath := filepath.Join(dir, "admin.json")
+	for {
+		if _, err := os.Stat(adminPath); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("control plane stopped while starting: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cc, err := client.LoadConfig(adminPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := httpClient(t, cc)
+	base := cc.Endpoints[0]
+	var node api.Node
+	if code := call(t, cli, http.MethodPost, base+"/v1/nodes", &api.Node{Metadata: api.ObjectMeta{Name: "n1"}}, &node); code != http.StatusCreated {
+		t.Fatalf("create node: %d", code)
+	}
+	now := time.Now()
+	node.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, LastTransitionTime: now}}
+	node.Status.LastHeartbeatTime = &now
+	node.Status.Allocatable = api.ResourceList{api.ResourceCPU: api.Quantity("4"), api.ResourceMemory: api.Quantity("8Gi"), api.ResourcePods: api.Quantity("110")}
+	node.Status.Capacity = node.Status.Allocatable
+	if code := call(t, cli, http.MethodPut, base+"/v1/nodes/n1/status", &node, nil); code != http.StatusOK {
+		t.Fatalf("node status: %d", code)
+	}
+	pod := &api.Pod{Metadata: api.ObjectMeta{Name: "web"}, Spec: api.PodSpec{Containers: []api.Container{{Name: "web", Image: "registry.test/web:v1"}}}}
+	if code := call(t, cli, http.MethodPost, base+"/v1/namespaces/default/pods", pod, nil); code != http.StatusCreated {
+		t.Fatalf("create pod: %d", code)
+	}
+	// The scheduler, run by the control plane, binds the pod.
+	for {
+		var got api.Pod
+		if code := call(t, cli, http.MethodGet, base+"/v1/namespaces/default/pods/web", nil, &got); code != http.StatusOK {
+			t.Fatalf("get pod: %d", code)
+		}
+		if got.Spec.NodeName == "n1" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
