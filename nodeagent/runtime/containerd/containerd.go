@@ -59,6 +59,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -66,6 +67,8 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	clog "github.com/containerd/log"
+	"github.com/sirupsen/logrus"
 
 	"github.com/berth-io/berth/nodeagent/runtime"
 	"github.com/berth-io/berth/nodeagent/runtime/internal/eventq"
@@ -192,7 +195,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Address, err)
 	}
-	base, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), cfg.Namespace))
+	base, cancel := context.WithCancel(quiet(namespaces.WithNamespace(context.Background(), cfg.Namespace)))
 	r := &Runtime{
 		cfg: cfg, client: c, events: eventq.New(), base: base, cancel: cancel,
 		watching: map[string]bool{}, logs: map[string]string{},
@@ -214,11 +217,23 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 
 // call returns a namespaced context bounded by the call timeout and by Close.
 func (r *Runtime) call(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	ctx = namespaces.WithNamespace(ctx, r.cfg.Namespace)
+	ctx = quiet(namespaces.WithNamespace(ctx, r.cfg.Namespace))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	stop := context.AfterFunc(r.base, cancel)
 	return ctx, func() { stop(); cancel() }
 }
+
+// silent discards what the containerd client library would otherwise log
+// to the process's stderr (through logrus): a library never logs.
+var silent = func() *clog.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	l.SetLevel(logrus.PanicLevel)
+	return logrus.NewEntry(l)
+}()
+
+// quiet makes the containerd client log nothing for calls under ctx.
+func quiet(ctx context.Context) context.Context { return clog.WithLogger(ctx, silent) }
 
 // open fails once the runtime is closed.
 func (r *Runtime) open(op, subject string) error {
