@@ -19,16 +19,21 @@
 //     certificate is loaded, or issued from the CA (and written) when it
 //     is absent, expiring or missing one of the host's names.
 //  2. Components, each with the Init/Start/Stop contract of Component, are
-//     started in this order: etcd (an embedded member under DataDir/etcd,
-//     peers over TLS with a peer certificate from the CA when the peer
-//     URLs are https, or a client of Etcd.Endpoints); the store, which
+//     started in this order: etcd (an embedded member under DataDir/etcd
+//     through control/etcd, its client port serving TLS with this host's
+//     certificate to this host's identity only, its peers over TLS with a
+//     peer certificate from the CA when the peer URLs are https; or a
+//     client of Etcd.Endpoints); the store, which
 //     bootstraps the cluster on first start (the cluster ID, aux
 //     "cluster/id", created once and never replaced, and the namespaces
 //     "default" and "berth-system"), idempotently on every start; the API
-//     server on ListenAddress, publishing AdvertiseURL; and, when
-//     Config.RunControllers is set, the controllers, given a client
-//     configuration for a certificate minted at start for this control
-//     plane's own server identity (which the API treats as admin).
+//     server on ListenAddress, publishing AdvertiseURL; and, unless
+//     DisableControllers is set, the scheduler and controllers
+//     (control/controller's Run, leader-elected through a Lease, with the
+//     LeaderElection timings; Config.RunControllers replaces it in tests),
+//     given a client configuration for a certificate minted at start for
+//     this control plane's own server identity (which the API treats as
+//     admin) and pointed at this host's API.
 //  3. When ctx ends, or a component fails (etcd stopping, the listener
 //     breaking, the controllers returning), the components stop in reverse
 //     order and Run returns (nil after a stop caused by ctx).
