@@ -125,7 +125,7 @@ func (tb *Testbed) startHost(h *hostState) (proc, error) {
 		return proc{}, fmt.Errorf("boot host %q: %w", h.Name, err)
 	}
 	defer console.Close()
-	cmd := exec.Command(nsenter, "--net="+nsPath(hostNS(tb.st.Name, h.Name)), "--", self)
+	cmd := exec.Command(nsenter, "--net="+nsPath(hostNS(tb.name, h.Name)), "--", self)
 	cmd.Env = []string{
 		childEnv + "=" + roleHost,
 		envHostname + "=" + h.Name,

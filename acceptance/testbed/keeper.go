@@ -68,7 +68,7 @@ func (tb *Testbed) startKeeper(ctx context.Context) (proc, error) {
 		return proc{}, fmt.Errorf("start keeper: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(nsenter, "--net="+nsPath(routerNS(tb.st.Name)), "--", self)
+	cmd := exec.Command(nsenter, "--net="+nsPath(routerNS(tb.name)), "--", self)
 	cmd.Env = []string{childEnv + "=" + roleKeep, envDir + "=" + tb.dir, "PATH=" + os.Getenv("PATH")}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

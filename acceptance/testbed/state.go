@@ -86,6 +86,47 @@ func (p proc) kill(ctx context.Context) error {
 	return nil
 }
 
+// killNamespace kills p, the init of a PID namespace, and waits until no
+// process of that namespace runs any more: the kernel kills the others when
+// init dies, but they finish dying a little later.
+func (p proc) killNamespace(ctx context.Context) error {
+	if !p.alive() {
+		return nil
+	}
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p.PID))
+	if err != nil {
+		return fmt.Errorf("find PID namespace of process %d: %w", p.PID, err)
+	}
+	if err := p.kill(ctx); err != nil {
+		return err
+	}
+	for processesIn(ns) > 0 {
+		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			return fmt.Errorf("wait for the processes of PID namespace %s to die: %w", ns, err)
+		}
+	}
+	return nil
+}
+
+// processesIn counts the machine's processes, zombies aside, in the PID
+// namespace ns (as /proc/PID/ns/pid names it).
+func processesIn(ns string) int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && l == ns {
+			if _, state, err := readStat(pid); err == nil && state != "Z" && state != "X" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

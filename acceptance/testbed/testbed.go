@@ -44,20 +44,22 @@ const User = "root"
 type Testbed struct {
 	root     string // StateDir, a field so tests of cleanup can see it
 	dir      string // StateDir/NAME
+	name     string // never changes, read without mu
+	block    int    // never changes once leased, read without mu
 	progress io.Writer
 
 	mu sync.Mutex
 	st state
 }
 
-func (tb *Testbed) plan() plan         { return plan{block: tb.st.Block} }
+func (tb *Testbed) plan() plan         { return plan{block: tb.block} }
 func (tb *Testbed) statePath() string  { return filepath.Join(tb.dir, "state.json") }
 func (tb *Testbed) keyPath() string    { return filepath.Join(tb.dir, "id_ed25519") }
 func (tb *Testbed) socketPath() string { return filepath.Join(tb.dir, "keeper.sock") }
 
 func (tb *Testbed) logf(format string, args ...any) {
 	if tb.progress != nil {
-		fmt.Fprintf(tb.progress, "testbed %s: %s\n", tb.st.Name, fmt.Sprintf(format, args...))
+		fmt.Fprintf(tb.progress, "testbed %s: %s\n", tb.name, fmt.Sprintf(format, args...))
 	}
 }
 
@@ -75,7 +77,7 @@ func Up(ctx context.Context, o Options) (*Testbed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testbed %q: %w", o.Name, err)
 	}
-	tb := &Testbed{root: StateDir, dir: filepath.Join(StateDir, o.Name), progress: o.Progress}
+	tb := &Testbed{root: StateDir, dir: filepath.Join(StateDir, o.Name), name: o.Name, progress: o.Progress}
 	tb.st = state{Name: o.Name, Owner: self, Vendors: o.Vendors, Created: time.Now().UTC()}
 	if o.Latency > 0 {
 		tb.st.Latency = o.Latency.String()
@@ -137,7 +139,7 @@ func (tb *Testbed) lease(ctx context.Context) error {
 			used[st.Block] = true
 			continue
 		}
-		old := &Testbed{root: tb.root, dir: dir, progress: tb.progress, st: *st}
+		old := &Testbed{root: tb.root, dir: dir, name: st.Name, block: st.Block, progress: tb.progress, st: *st}
 		tb.logf("removing testbed %q: its owner (PID %d) has died", st.Name, st.Owner.PID)
 		if err := old.teardown(ctx); err != nil {
 			return fmt.Errorf("remove dead testbed %q: %w", st.Name, err)
@@ -158,6 +160,7 @@ func (tb *Testbed) lease(ctx context.Context) error {
 	if tb.st.Block < 0 {
 		return fmt.Errorf("testbed %q: %w", tb.st.Name, ErrFull)
 	}
+	tb.block = tb.st.Block
 	if err := os.MkdirAll(tb.dir, 0o700); err != nil {
 		return fmt.Errorf("make testbed directory: %w", err)
 	}
@@ -277,7 +280,7 @@ func Open(ctx context.Context, name string) (*Testbed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open testbed %q: %w", name, err)
 	}
-	return &Testbed{root: stateDir, dir: dir, st: *st}, nil
+	return &Testbed{root: stateDir, dir: dir, name: st.Name, block: st.Block, st: *st}, nil
 }
 
 // SetProgress sets where the testbed reports its steps (nil: nowhere).
@@ -310,14 +313,14 @@ func (tb *Testbed) Down(ctx context.Context) error {
 func (tb *Testbed) teardown(ctx context.Context) error {
 	var errs []error
 	for _, h := range tb.st.Hosts {
-		if err := h.Init.kill(ctx); err != nil {
+		if err := h.Init.killNamespace(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("power off host %q: %w", h.Name, err))
 		}
 	}
 	if err := tb.st.Keeper.kill(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop keeper: %w", err))
 	}
-	if err := removeNetwork(ctx, tb.st.Name, tb.plan()); err != nil {
+	if err := removeNetwork(ctx, tb.name, tb.plan()); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
@@ -326,13 +329,13 @@ func (tb *Testbed) teardown(ctx context.Context) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("tear down testbed %q: %w", tb.st.Name, err)
+		return fmt.Errorf("tear down testbed %q: %w", tb.name, err)
 	}
 	return nil
 }
 
 // Name is the testbed's name.
-func (tb *Testbed) Name() string { return tb.st.Name }
+func (tb *Testbed) Name() string { return tb.name }
 
 // Dir is the testbed's state directory (keys, host disks, logs).
 func (tb *Testbed) Dir() string { return tb.dir }
@@ -395,13 +398,13 @@ func (tb *Testbed) find(name string) (*hostState, error) {
 			return &tb.st.Hosts[i], nil
 		}
 	}
-	return nil, fmt.Errorf("testbed %q: %w: %q", tb.st.Name, ErrNoHost, name)
+	return nil, fmt.Errorf("testbed %q: %w: %q", tb.name, ErrNoHost, name)
 }
 
 // Inventory describes the testbed for programs that did not make it.
 func (tb *Testbed) Inventory() *Inventory {
 	return &Inventory{
-		Name: tb.st.Name, Hosts: tb.Hosts(), Registry: tb.RegistryAddr(), LoadBalancer: tb.LBAddr(),
+		Name: tb.name, Hosts: tb.Hosts(), Registry: tb.RegistryAddr(), LoadBalancer: tb.LBAddr(),
 		Block: tb.Block().String(), StateDir: tb.dir,
 	}
 }
@@ -436,7 +439,7 @@ func (tb *Testbed) KillHost(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		if err := h.Init.kill(ctx); err != nil {
+		if err := h.Init.killNamespace(ctx); err != nil {
 			return fmt.Errorf("kill host %q: %w", name, err)
 		}
 		h.Init = proc{}

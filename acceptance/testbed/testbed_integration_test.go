@@ -286,24 +286,6 @@ func pidNamespace(t *testing.T, tb *Testbed, host string) string {
 	return ns
 }
 
-// processesIn counts the machine's live processes in PID namespace ns.
-func processesIn(ns string) int {
-	n := 0
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && l == ns {
-			if _, state, err := readStat(pid); err == nil && state != "Z" {
-				n++
-			}
-		}
-	}
-	return n
-}
-
 func unreachable(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err == nil {
