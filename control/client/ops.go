@@ -248,10 +248,10 @@ func (c *Client) Readyz(ctx context.Context) error {
 type VersionInfo struct {
 	// Version is the server's release, for example v0.3.1.
 	Version string `json:"version"`
-	// GitCommit the server was built from, when known.
-	GitCommit string `json:"gitCommit,omitempty"`
+	// APIVersion is the API version it serves, "v1".
+	APIVersion string `json:"apiVersion"`
 	// GoVersion the server was built with.
-	GoVersion string `json:"goVersion,omitempty"`
+	GoVersion string `json:"goVersion"`
 }
 
 // Version returns the server's version, so tools can tell whether an agent
