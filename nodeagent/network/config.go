@@ -48,6 +48,9 @@ const (
 // DefaultClusterCIDR is the cluster's pod address space.
 var DefaultClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
 
+// DefaultServiceCIDR is the cluster's service (cluster IP) address space.
+var DefaultServiceCIDR = netip.MustParsePrefix("10.96.0.0/16")
+
 // Config is one node's pod network. Pods need PodCIDR; the overlay needs
 // none of the per-node fields, because Sync is told the node's own data.
 type Config struct {
@@ -57,6 +60,11 @@ type Config struct {
 	// ClusterCIDR is every pod address of the cluster; pod traffic to
 	// anything outside it is masqueraded to the node's address.
 	ClusterCIDR netip.Prefix
+	// ServiceCIDR is every cluster IP. The bridge gets a route to it, so
+	// the node's own processes can open connections to cluster IPs (the
+	// service rules' output chain then translates them) even on a host
+	// without a default route.
+	ServiceCIDR netip.Prefix
 	// UnderlayMTU is the MTU of the node's own network; pods and the VXLAN
 	// device get UnderlayMTU-VXLANOverhead so encapsulated packets fit.
 	UnderlayMTU int
@@ -90,6 +98,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if !c.ClusterCIDR.IsValid() {
 		c.ClusterCIDR = DefaultClusterCIDR
+	}
+	if !c.ServiceCIDR.IsValid() {
+		c.ServiceCIDR = DefaultServiceCIDR
 	}
 	if c.UnderlayMTU == 0 {
 		c.UnderlayMTU = DefaultUnderlayMTU
@@ -128,6 +139,12 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	if !c.ClusterCIDR.Addr().Is4() {
 		return fmt.Errorf("cluster cidr %s: only IPv4 is supported", c.ClusterCIDR)
+	}
+	if !c.ServiceCIDR.Addr().Is4() {
+		return fmt.Errorf("service cidr %s: only IPv4 is supported", c.ServiceCIDR)
+	}
+	if c.ServiceCIDR.Overlaps(c.ClusterCIDR) {
+		return fmt.Errorf("service cidr %s overlaps cluster cidr %s", c.ServiceCIDR, c.ClusterCIDR)
 	}
 	if c.UnderlayMTU-VXLANOverhead < 576 {
 		return fmt.Errorf("underlay mtu %d leaves less than 576 bytes for pods", c.UnderlayMTU)

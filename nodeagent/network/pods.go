@@ -103,7 +103,8 @@ func (p *Pods) runtimeConf(pod PodNetwork, nsPath, ifName string) *libcni.Runtim
 
 // EnsureBridge creates the pods' bridge with the gateway address if it is
 // missing, so the node's DNS server can listen on the gateway before the
-// first pod starts. Setup calls it too.
+// first pod starts, and routes the service CIDR through it (see
+// Config.ServiceCIDR). Setup calls it too.
 func (p *Pods) EnsureBridge(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("ensure bridge %s: %w", p.cfg.Bridge, err)
@@ -143,6 +144,13 @@ func (p *Pods) EnsureBridge(ctx context.Context) error {
 	}
 	if err := h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("ensure bridge %s: up: %w", p.cfg.Bridge, err)
+	}
+	svc := &netlink.Route{
+		LinkIndex: link.Attrs().Index, Dst: prefixIPNet(p.cfg.ServiceCIDR),
+		Scope: netlink.SCOPE_LINK, Src: gw.AsSlice(),
+	}
+	if err := h.RouteReplace(svc); err != nil {
+		return fmt.Errorf("ensure bridge %s: route to service cidr %s: %w", p.cfg.Bridge, p.cfg.ServiceCIDR, err)
 	}
 	return nil
 }
