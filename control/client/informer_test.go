@@ -180,3 +180,40 @@ func TestInformerFiltersByNode(t *testing.T) {
 		t.Fatalf("node filter: saw %v", rec.events)
 	}
 }
+
+func TestInformerResumesABrokenWatchWithoutListingAgain(t *testing.T) {
+	s := newServer(t)
+	c := s.Client()
+	ctx := testCtx(t)
+	var lists, watches atomic.Int32
+	var blockWatch atomic.Bool
+	s.AddHook(func(r *http.Request) error {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/pods") {
+			return nil
+		}
+		if r.URL.Query().Get(api.QueryWatch) == "true" {
+			if blockWatch.Load() {
+				return api.NewError(api.ReasonUnavailable, "watches are down for this test")
+			}
+			watches.Add(1)
+		} else {
+			lists.Add(1)
+		}
+		return nil
+	})
+	inf, rec := startInformer(t, c, client.InformerOptions{MinBackoff: 1, MaxBackoff: 10_000_000}, nil)
+	waitFor(t, "the first watch", func() bool { return watches.Load() == 1 })
+	blockWatch.Store(true)
+	s.DropConnections()
+	if err := c.Create(ctx, pod("while-away", "", nil)); err != nil {
+		t.Fatal(err)
+	}
+	blockWatch.Store(false)
+	waitFor(t, "the change made while disconnected", func() bool { return rec.has("add while-away") })
+	if lists.Load() != 1 {
+		t.Fatalf("the informer listed %d times: a broken watch must resume from its revision", lists.Load())
+	}
+	if watches.Load() < 2 || inf.Len() != 1 {
+		t.Fatalf("watches %d, cached %d", watches.Load(), inf.Len())
+	}
+}

@@ -1,0 +1,159 @@
+package controller_test
+
+import (
+	"testing"
+
+	"github.com/berth-io/berth/control/api"
+	"github.com/berth-io/berth/control/client"
+	"github.com/berth-io/berth/control/controller/internal/simnode"
+)
+
+func TestServiceEndpointsFollowReadyPods(t *testing.T) {
+	runServiceEndpoints(fakeCluster(t))
+}
+
+func TestIntegrationServiceEndpointsFollowReadyPods(t *testing.T) {
+	runServiceEndpoints(realCluster(t))
+}
+
+func runServiceEndpoints(c *cluster) {
+	c.nodes(simnode.Options{}, "n1", "n2")
+	c.control(fastOptions("cp1"))
+	d := webDeployment("web", 2, "registry.example/web:1")
+	d.Spec.Template.Spec.Containers[0].Ports = []api.ContainerPort{{Name: "http", ContainerPort: 8080}}
+	if err := c.cli.Create(c.ctx, d); err != nil {
+		c.t.Fatal(err)
+	}
+	svc := &api.Service{
+		Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: api.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []api.ServicePort{
+			{Name: "http", Port: 80, TargetPort: api.FromString("http")},
+		}},
+	}
+	if err := c.cli.Create(c.ctx, svc); err != nil {
+		c.t.Fatal(err)
+	}
+	endpoints := func() *api.Endpoints {
+		var ep api.Endpoints
+		if err := c.cli.Get(c.ctx, "default", "web", &ep); err != nil {
+			return nil
+		}
+		return &ep
+	}
+	ready := func(ep *api.Endpoints) []api.EndpointAddress {
+		if ep == nil || len(ep.Subsets) != 1 {
+			return nil
+		}
+		return ep.Subsets[0].Addresses
+	}
+	c.waitFor("two ready endpoints", func() bool { return len(ready(endpoints())) == 2 })
+	ep := endpoints()
+	if p := ep.Subsets[0].Ports; len(p) != 1 || p[0].Port != 8080 || p[0].Name != "http" {
+		c.t.Fatalf("named target port resolved to %+v, want http:8080", p)
+	}
+	if r := api.ControllerOf(&ep.Metadata); r == nil || r.Kind != "Service" || r.UID != svc.Metadata.UID {
+		c.t.Fatalf("endpoints must be owned by their service: %+v", ep.Metadata.OwnerReferences)
+	}
+	// A pod that starts terminating leaves at once.
+	gone := ep.Subsets[0].Addresses[0].PodName
+	var p api.Pod
+	if err := c.cli.Get(c.ctx, "default", gone, &p); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.cli.Delete(c.ctx, &p); err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitFor("the deleted pod to leave the endpoints", func() bool {
+		for _, a := range ready(endpoints()) {
+			if a.PodName == gone {
+				return false
+			}
+		}
+		return true
+	})
+	c.waitFor("a replacement pod in the endpoints", func() bool { return len(ready(endpoints())) == 2 })
+}
+
+func TestGarbageCollectorRemovesWhatDeletedOwnersLeft(t *testing.T) {
+	runGarbageCollection(fakeCluster(t))
+}
+
+func TestIntegrationGarbageCollectorRemovesWhatDeletedOwnersLeft(t *testing.T) {
+	runGarbageCollection(realCluster(t))
+}
+
+func runGarbageCollection(c *cluster) {
+	c.nodes(simnode.Options{}, "n1")
+	c.control(fastOptions("cp1"))
+	d := webDeployment("web", 2, "registry.example/web:1")
+	if err := c.cli.Create(c.ctx, d); err != nil {
+		c.t.Fatal(err)
+	}
+	svc := &api.Service{
+		Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec:     api.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []api.ServicePort{{Port: 80}}},
+	}
+	if err := c.cli.Create(c.ctx, svc); err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitFor("rollout complete", func() bool { return complete(c.deployment("web"), 1) })
+	c.waitFor("endpoints", func() bool {
+		var ep api.Endpoints
+		return c.cli.Get(c.ctx, "default", "web", &ep) == nil
+	})
+	// An object whose owner never existed under that UID is collected too.
+	stray := &api.Pod{
+		Metadata: api.ObjectMeta{Name: "stray", Namespace: "default", OwnerReferences: []api.OwnerReference{
+			{Kind: "Deployment", Name: "web", UID: "not-the-web-deployment", Controller: true},
+		}},
+		Spec: api.PodSpec{Containers: []api.Container{{Name: "c", Image: "registry.example/web:1"}}},
+	}
+	if err := c.cli.Create(c.ctx, stray); err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitFor("the stray pod collected", func() bool {
+		var p api.Pod
+		return api.IsNotFound(c.cli.Get(c.ctx, "default", "stray", &p))
+	})
+	if err := c.cli.Delete(c.ctx, d); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.cli.Delete(c.ctx, svc); err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitFor("pods, revisions and endpoints collected", func() bool {
+		var revs api.RevisionList
+		var ep api.Endpoints
+		if err := c.cli.List(c.ctx, &revs, client.ListOptions{Namespace: "default"}); err != nil {
+			return false
+		}
+		return len(c.pods(map[string]string{"app": "web"})) == 0 && len(revs.Items) == 0 &&
+			api.IsNotFound(c.cli.Get(c.ctx, "default", "web", &ep))
+	})
+}
+
+func TestIntegrationTerminatingNamespaceIsEmptiedAndRemoved(t *testing.T) {
+	c := realCluster(t)
+	c.nodes(simnode.Options{}, "n1")
+	c.control(fastOptions("cp1"))
+	ns := &api.Namespace{Metadata: api.ObjectMeta{Name: "team"}}
+	if err := c.cli.Create(c.ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	d := webDeployment("web", 2, "registry.example/web:1")
+	d.Metadata.Namespace = "team"
+	if err := c.cli.Create(c.ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("pods running in the namespace", func() bool {
+		var l api.PodList
+		return c.cli.List(c.ctx, &l, client.ListOptions{Namespace: "team"}) == nil && len(l.Items) == 2
+	})
+	if err := c.cli.Delete(c.ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the namespace removed", func() bool {
+		var got api.Namespace
+		return api.IsNotFound(c.cli.Get(c.ctx, "", "team", &got))
+	})
+}
