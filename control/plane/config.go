@@ -53,6 +53,8 @@ type Config struct {
 	Dev bool `json:"dev,omitempty"`
 	// Version is reported by GET /v1/version.
 	Version string `json:"-"`
+	// NodeLifecycle times how a silent node is noticed and emptied.
+	NodeLifecycle NodeLifecycleConfig `json:"nodeLifecycle"`
 	// DisableControllers runs an API-only control plane: no scheduler and
 	// no controllers on this host.
 	DisableControllers bool `json:"disableControllers,omitempty"`
@@ -118,6 +120,17 @@ type LeaderElectionConfig struct {
 	RenewDeadlineSeconds int `json:"renewDeadlineSeconds,omitempty"`
 	// RetryPeriodSeconds is how often candidates try; default 2.
 	RetryPeriodSeconds int `json:"retryPeriodSeconds,omitempty"`
+}
+
+// NodeLifecycleConfig times the node lifecycle controller. Testbeds and
+// small clusters shorten them; the defaults suit real networks.
+type NodeLifecycleConfig struct {
+	// GracePeriodSeconds is how long a node may miss heartbeats before it
+	// is marked NotReady; default 40.
+	GracePeriodSeconds int `json:"gracePeriodSeconds,omitempty"`
+	// PodEvictionTimeoutSeconds is how long a NotReady node keeps its pods
+	// before they are re-created elsewhere; default 60.
+	PodEvictionTimeoutSeconds int `json:"podEvictionTimeoutSeconds,omitempty"`
 }
 
 // LoadConfig reads a Config from a JSON file, refusing unknown fields so a

@@ -91,11 +91,13 @@ func defaultControllers(cfg Config, logger *slog.Logger) func(context.Context, c
 		}
 		defer cli.Close()
 		return controller.Run(ctx, cli, controller.Options{
-			Identity:      cfg.Name,
-			LeaseDuration: time.Duration(le.LeaseDurationSeconds) * time.Second,
-			RenewDeadline: time.Duration(le.RenewDeadlineSeconds) * time.Second,
-			RetryPeriod:   time.Duration(le.RetryPeriodSeconds) * time.Second,
-			Logger:        logger.With("component", "controllers"),
+			Identity:           cfg.Name,
+			LeaseDuration:      time.Duration(le.LeaseDurationSeconds) * time.Second,
+			RenewDeadline:      time.Duration(le.RenewDeadlineSeconds) * time.Second,
+			RetryPeriod:        time.Duration(le.RetryPeriodSeconds) * time.Second,
+			NodeGracePeriod:    time.Duration(cfg.NodeLifecycle.GracePeriodSeconds) * time.Second,
+			PodEvictionTimeout: time.Duration(cfg.NodeLifecycle.PodEvictionTimeoutSeconds) * time.Second,
+			Logger:             logger.With("component", "controllers"),
 		})
 	}
 }

@@ -150,6 +150,7 @@ func applyOne(ctx context.Context, c *client.Client, obj api.Object) (string, er
 	}
 	cm := current.GetMeta()
 	m.ResourceVersion = cm.ResourceVersion
+	keepAllocated(current, obj)
 	api.Default(obj)
 	if specEqual(current, obj) && reflect.DeepEqual(cm.Labels, m.Labels) && reflect.DeepEqual(cm.Annotations, m.Annotations) {
 		return "unchanged", nil
@@ -158,6 +159,31 @@ func applyOne(ctx context.Context, c *client.Client, obj api.Object) (string, er
 		return "", err
 	}
 	return "configured", nil
+}
+
+// keepAllocated copies what the server allocated (a service's cluster IP
+// and node ports) into an update that leaves them out, as the server itself
+// would, so re-applying the same file reports "unchanged".
+func keepAllocated(current, obj api.Object) {
+	cur, ok1 := current.(*api.Service)
+	svc, ok2 := obj.(*api.Service)
+	if !ok1 || !ok2 {
+		return
+	}
+	if svc.Spec.ClusterIP == "" {
+		svc.Spec.ClusterIP = cur.Spec.ClusterIP
+	}
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		if p.NodePort != 0 || svc.Spec.Type != api.ServiceNodePort {
+			continue
+		}
+		for _, cp := range cur.Spec.Ports {
+			if cp.Port == p.Port && (cp.Protocol == p.Protocol || p.Protocol == "") {
+				p.NodePort = cp.NodePort
+			}
+		}
+	}
 }
 
 // specEqual compares everything but metadata and status.
