@@ -78,8 +78,10 @@ type Runtime interface {
 	Exec(ctx context.Context, id string, cmd []string, timeout time.Duration) (exitCode int, output []byte, err error)
 
 	// Events delivers one ExitEvent each time a started container's process
-	// exits, including containers adopted after a restart, so the agent can
-	// restart with back-off without polling. Events are never dropped while
+	// exits, including containers adopted after a restart and exits the
+	// agent caused itself (StopContainer, RemoveContainer), so the agent can
+	// restart with back-off without polling. A process that exited while no
+	// Runtime was open is not reported here: ListContainers shows it Exited. Events are never dropped while
 	// the runtime is open; the channel is closed by Close. Every call returns
 	// the same channel: it has one reader, the agent's sync loop.
 	Events() <-chan ExitEvent

@@ -255,15 +255,17 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 		return classifyCreate("start container", id, err)
 	}
 	startedAt := time.Now().UTC()
-	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: startedAt.Format(timeLabelFormat)}); err != nil {
-		return fmt.Errorf("start container %s: record start time: %w", id, err)
-	}
 	if logPath != "" {
 		r.mu.Lock()
 		r.logs[id] = logPath
 		r.mu.Unlock()
 	}
 	r.watch(id, metaOf(labels), exitCh)
+	// The process runs and is watched; a start time that cannot be
+	// recorded only leaves StartedAt empty.
+	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: startedAt.Format(timeLabelFormat)}); err != nil {
+		r.cfg.Logger.Warn("record container start time", "container", id, "error", err)
+	}
 	return nil
 }
 

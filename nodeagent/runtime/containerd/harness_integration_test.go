@@ -117,19 +117,27 @@ func main() {
 // integration test of this package shares; each test gets its own
 // namespace and cgroup parent.
 type testEnv struct {
-	dir         string
-	address     string
-	daemon      *exec.Cmd
-	stopServing context.CancelFunc
-	registry    string // plain HTTP, no auth
-	authReg     string // plain HTTP, basic auth berth/s3cret
-	refs        workloads.Refs
-	set         *workloads.Set
-	tool        string // ref of the tool image in registry
-	authTool    string // ref of the tool image in authReg
-	webArchive  string // OCI archive of web v1
-	webArchRef  string
+	dir          string
+	address      string
+	daemon       *exec.Cmd
+	daemonExited chan struct{} // closed when the daemon process is gone
+	stopServing  context.CancelFunc
+	registry     string // plain HTTP, no auth
+	authReg      string // plain HTTP, basic auth berth/s3cret
+	refs         workloads.Refs
+	set          *workloads.Set
+	tool         string // ref of the tool image in registry
+	authTool     string // ref of the tool image in authReg
+	webArchive   string // OCI archive of web v1
+	webArchRef   string
 }
+
+// envBinDir names an environment variable: a directory holding containerd,
+// containerd-shim-runc-v2 and runc to test against instead of those on PATH,
+// e.g. the static v2 runtime node images carry (tools/runtime's bin/).
+const envBinDir = "BERTH_TEST_CONTAINERD_BIN"
+
+var binDir = os.Getenv(envBinDir)
 
 var (
 	envOnce  sync.Once
@@ -152,7 +160,10 @@ func integration(t *testing.T) *testEnv {
 	t.Helper()
 	prereq.Integration(t)
 	prereq.Root(t)
-	prereq.Binary(t, "containerd", "containerd-shim-runc-v2", "runc", "go")
+	prereq.Binary(t, "go")
+	if binDir == "" {
+		prereq.Binary(t, "containerd", "containerd-shim-runc-v2", "runc")
+	}
 	envOnce.Do(func() {
 		sweepStaleRuns()
 		theEnv, envErr = startEnv()
@@ -185,6 +196,19 @@ func startEnv() (*testEnv, error) {
 	return e, nil
 }
 
+// restartDaemon kills containerd the way a crash would (its shims and
+// containers live on) and starts it again on the same socket and state.
+func (e *testEnv) restartDaemon(t *testing.T) {
+	t.Helper()
+	if e.daemon != nil && e.daemon.Process != nil {
+		_ = e.daemon.Process.Kill()
+		<-e.daemonExited
+	}
+	if err := e.startDaemon(t.Context()); err != nil {
+		t.Fatalf("restart containerd: %v", err)
+	}
+}
+
 func (e *testEnv) startDaemon(ctx context.Context) error {
 	cfg := fmt.Sprintf(`version = 2
 root = %q
@@ -205,7 +229,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("containerd", "--config", cfgPath)
+	bin := "containerd"
+	cmd := exec.Command(bin, "--config", cfgPath)
+	if binDir != "" {
+		cmd = exec.Command(filepath.Join(binDir, bin), "--config", cfgPath)
+		// The daemon finds its shim, and the shim runc, on PATH.
+		cmd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"))
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The daemon dies with the test process, even if it crashes; its shims
 	// and containers are removed by the next run's sweep.
@@ -217,7 +247,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	logf.Close()
 	e.daemon = cmd
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	e.daemonExited = make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(e.daemonExited) }()
 	for {
 		c, err := client.New(e.address, client.WithTimeout(time.Second))
 		if err == nil {
@@ -365,7 +396,7 @@ func (e *testEnv) teardown() {
 	}
 	if e.daemon != nil && e.daemon.Process != nil {
 		_ = e.daemon.Process.Kill()
-		_, _ = e.daemon.Process.Wait()
+		<-e.daemonExited
 	}
 	cleanRun(e.dir, runOwner)
 }
@@ -504,6 +535,15 @@ func sweepStaleRuns() {
 	}
 }
 
+// removeStaleNetNS deletes the network namespaces a run owned by owner
+// created and left.
+func removeStaleNetNS(owner string) {
+	names, _ := filepath.Glob("/var/run/netns/" + runPrefix + owner + "-*")
+	for _, n := range names {
+		_ = exec.Command("ip", "netns", "delete", filepath.Base(n)).Run()
+	}
+}
+
 // cleanRun removes every trace of the run owned by pid owner with
 // directory dir: shims started for its daemon, container processes in its
 // cgroups, mounts under its directory, the cgroups and the directory.
@@ -525,6 +565,7 @@ func cleanRun(dir, owner string) {
 		}
 	}
 	removeCgroup(runPrefix + owner)
+	removeStaleNetNS(owner)
 	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		lines := strings.Split(string(b), "\n")
 		for i := len(lines) - 1; i >= 0; i-- {

@@ -30,6 +30,11 @@ func TestIntegrationImportedWebRunsWithLimitsStopsOnTermAndIsRemovedCompletely(t
 	env := integration(t)
 	rt := env.runtime(t, nil)
 	ctx := t.Context()
+	v, err := rt.Version(ctx)
+	if err != nil || v.Name != "containerd" || v.Version == "" {
+		t.Fatalf("version %+v (%v)", v, err)
+	}
+	t.Logf("testing against containerd %s", v.Version)
 
 	imgs, err := rt.ImportArchive(ctx, env.webArchive)
 	if err != nil {
@@ -444,5 +449,34 @@ func TestIntegrationExecReportsCodesOutputAndTimeouts(t *testing.T) {
 	}
 	if _, _, err := rt.Exec(t.Context(), id, []string{"/nope"}, 30*time.Second); runtime.ReasonOf(err) != runtime.ReasonExecutableNotFound {
 		t.Errorf("exec of a missing command: %v, want reason ExecutableNotFound", err)
+	}
+}
+
+func TestIntegrationExitsAreStillReportedAfterContainerdRestarts(t *testing.T) {
+	env := integration(t)
+	rt := env.runtime(t, nil)
+	env.pullTool(t, rt)
+	log := filepath.Join(t.TempDir(), "c.log")
+	id, err := runtime.RunContainer(t.Context(), rt, runtime.ContainerSpec{Meta: meta("survivor"), Image: env.tool, LogPath: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := rt.ContainerStatus(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the program to start", func() (bool, error) {
+		b, _ := os.ReadFile(log)
+		return len(b) > 0, nil
+	})
+	env.restartDaemon(t)
+	if err := syscall.Kill(int(st.PID), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextExit(t, rt, id); ev.ExitCode != 0 {
+		t.Errorf("exit event %+v, want exit 0 after the restart", ev)
+	}
+	if st, err := rt.ContainerStatus(t.Context(), id); err != nil || st.Status != runtime.StatusExited {
+		t.Errorf("status %+v (%v), want Exited through the same runtime", st, err)
 	}
 }
