@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/berth-io/berth/control/api"
+	"github.com/berth-io/berth/control/client"
+)
+
+// terminate stops a pod that is being deleted or left the node: first the
+// service-rules gate (no node routes new connections to it any more), then
+// SIGTERM, SIGKILL after the grace period, then removal of its containers,
+// snapshots and network, and last the final delete. It reports true once
+// everything is gone; on a failure it schedules a retry and reports false.
+func (w *podWorker) terminate(ctx context.Context, pod *api.Pod) bool {
+	ref := pod
+	if ref == nil {
+		ref = w.spec
+	}
+	anyRunning := false
+	for _, cs := range w.ctrs {
+		if cs.running {
+			anyRunning = true
+		}
+	}
+	if anyRunning {
+		if pod != nil {
+			// Tell the endpoints controller first: a terminating pod is not Ready.
+			w.writeStatus(ctx, pod)
+		}
+		if w.ip.IsValid() && ref != nil {
+			w.a.waitRulesGate(ctx, ref.Metadata.Namespace, w.ip.String())
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		grace := time.Duration(api.DefaultTerminationGracePeriodSeconds) * time.Second
+		if ref != nil {
+			grace = terminationGrace(ref)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var errs []error
+		for _, cs := range w.ctrs {
+			if !cs.running {
+				continue
+			}
+			cs.killing = true
+			wg.Add(1)
+			go func(id string) {
+				defer wg.Done()
+				sctx, cancel := context.WithTimeout(ctx, grace+time.Minute)
+				defer cancel()
+				if err := w.a.rt.StopContainer(sctx, id, grace); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}(cs.id)
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			w.a.log.Warn("stop pod containers", "pod", w.namespace+"/"+w.name, "err", err)
+			w.retryAt = w.a.now().Add(time.Second)
+			return false
+		}
+		for _, cs := range w.ctrs {
+			cs.running = false
+		}
+	}
+	w.stopProbes()
+	for name, cs := range w.ctrs {
+		if cs.id == "" {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := w.a.rt.RemoveContainer(rctx, cs.id)
+		cancel()
+		if err != nil {
+			w.a.log.Warn("remove container", "container", cs.id, "err", err)
+			w.retryAt = w.a.now().Add(time.Second)
+			return false
+		}
+		delete(w.ctrs, name)
+	}
+	nctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err := w.a.net.Teardown(nctx, w.uid)
+	cancel()
+	if err != nil {
+		w.a.log.Warn("tear down pod network", "pod", w.namespace+"/"+w.name, "err", err)
+		w.retryAt = w.a.now().Add(time.Second)
+		return false
+	}
+	w.ip, w.netns = netip.Addr{}, ""
+	_ = os.RemoveAll(w.podDir())
+	if pod != nil {
+		dctx, cancel := context.WithTimeout(ctx, w.a.cfg.APITimeout.or(DefaultAPITimeout))
+		err := w.a.cli.Delete(dctx, pod, client.GracePeriod(0))
+		cancel()
+		if err != nil && !api.IsNotFound(err) {
+			w.a.log.Warn("finalise pod deletion", "pod", w.namespace+"/"+w.name, "err", err)
+			w.retryAt = w.a.now().Add(time.Second)
+			return false
+		}
+		w.a.log.Info("pod stopped and removed", "pod", w.namespace+"/"+w.name)
+	}
+	return true
+}
+
+// waitRulesGate waits, at most StopGateTimeout, until no Endpoints object of
+// namespace lists ip and every Ready node reports service rules at least as
+// new as those Endpoints, so no node routes new connections to a stopping
+// pod.
+func (a *Agent) waitRulesGate(ctx context.Context, namespace, ip string) {
+	limit := a.cfg.StopGateTimeout.or(DefaultStopGateTimeout)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	start := time.Now()
+	for {
+		changed := a.gateChanged()
+		ok, why := a.gateOpen(namespace, ip)
+		if ok {
+			a.log.Debug("stop gate open", "ip", ip, "waited", time.Since(start))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			a.log.Warn("stopping pod before every node dropped it from service rules", "ip", ip, "waited", limit, "blocking", why)
+			return
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// gateOpen reports whether a pod with ip may be sent SIGTERM, or why not.
+func (a *Agent) gateOpen(namespace, ip string) (bool, string) {
+	var need int64
+	for _, o := range a.endpoints.List() {
+		ep := o.(*api.Endpoints)
+		if ep.Metadata.Namespace != namespace {
+			continue
+		}
+		for _, s := range ep.Subsets {
+			for _, addr := range s.Addresses {
+				if addr.IP == ip {
+					return false, "endpoints " + api.Key(ep) + " still list the pod"
+				}
+			}
+		}
+		need = max(need, ep.Metadata.ResourceVersion)
+	}
+	if need == 0 {
+		return true, ""
+	}
+	for _, o := range a.nodes.List() {
+		n := o.(*api.Node)
+		if !api.IsNodeReady(n) {
+			continue
+		}
+		have := n.Status.ServiceRulesRevision
+		if n.Metadata.Name == a.cfg.NodeName {
+			have = max(have, a.rulesRevision.Load())
+		}
+		if have < need {
+			return false, "node " + n.Metadata.Name + " has not programmed the change yet"
+		}
+	}
+	return true, ""
+}
