@@ -14,6 +14,7 @@ package deployment
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -143,8 +144,18 @@ type podView struct {
 	rank      int // deletion preference: lower goes first
 }
 
-// sync reconciles one deployment.
+// sync reconciles one deployment; a conflict with a newer version is
+// retried at once.
 func (c *Controller) sync(ctx context.Context, key string) error {
+	err := c.syncOnce(ctx, key)
+	if errors.Is(err, errStale) {
+		c.q.AddAfter(key, 10*time.Millisecond)
+		return nil
+	}
+	return err
+}
+
+func (c *Controller) syncOnce(ctx context.Context, key string) error {
 	ns, name := splitKey(key)
 	obj, ok := c.deps.Get(ns, name)
 	if !ok {
@@ -351,6 +362,12 @@ func setConditions(s *api.DeploymentStatus, replicas, unavail int32, now time.Ti
 	api.SetCondition(&s.Conditions, api.Condition{Type: "Progressing", Status: prog, Reason: string(s.RolloutState), Message: s.Message}, now)
 }
 
+// errStale says the deployment changed under a sync; the sync starts over
+// from the newer version the informer brings.
+var errStale = errors.New("deployment changed meanwhile")
+
+// writeStatus writes s unless it is what is stored. A conflict returns
+// errStale, so a failure policy never acts on a status it could not record.
 func (c *Controller) writeStatus(ctx context.Context, d *api.Deployment, s api.DeploymentStatus) error {
 	if reflect.DeepEqual(normalizeTimes(d.Status), normalizeTimes(s)) {
 		return nil
@@ -358,8 +375,7 @@ func (c *Controller) writeStatus(ctx context.Context, d *api.Deployment, s api.D
 	d.Status = s
 	if err := c.cli.UpdateStatus(ctx, d); err != nil {
 		if api.IsConflict(err) {
-			c.q.Add(client.ObjectKey(d)) // re-read and retry
-			return nil
+			return errStale
 		}
 		return err
 	}

@@ -122,7 +122,7 @@ func (g *Collector) Collect(ctx context.Context) {
 				g.log.Warn("could not check owner", "object", api.Key(o), "owner", ref.Kind+"/"+ref.Name, "err", err)
 				continue
 			}
-			if !gone {
+			if !gone || !g.stillOwnedBy(ctx, inf.Kind(), o, ref.UID) {
 				continue
 			}
 			if err := g.cli.Delete(ctx, o); err != nil && !api.IsNotFound(err) {
@@ -140,6 +140,18 @@ func (g *Collector) Collect(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// stillOwnedBy reads a dependent live and reports whether it is still the
+// same incarnation, controlled by ownerUID: the cache may show an object
+// whose name now belongs to a newer one.
+func (g *Collector) stillOwnedBy(ctx context.Context, ki api.KindInfo, o api.Object, ownerUID string) bool {
+	live := ki.New()
+	if err := g.cli.Get(ctx, o.GetMeta().Namespace, o.GetMeta().Name, live); err != nil {
+		return false
+	}
+	ref := api.ControllerOf(live.GetMeta())
+	return live.GetMeta().UID == o.GetMeta().UID && ref != nil && ref.UID == ownerUID
 }
 
 // ownerGone reports whether the controller owner ref points at nothing:

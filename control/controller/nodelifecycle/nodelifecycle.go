@@ -63,7 +63,13 @@ type Controller struct {
 	mu       sync.Mutex
 	observed map[string]*observation
 	orphans  map[string]time.Time // node name (absent) → first seen missing
+	// evicted remembers the UIDs of pods already evicted, so a cache that
+	// still shows one never gets its re-created namesake deleted.
+	evicted map[string]time.Time
 }
+
+// evictedTTL is how long an evicted pod's UID is remembered.
+const evictedTTL = 10 * time.Minute
 
 type observation struct {
 	heartbeat time.Time // the last heartbeat value seen
@@ -93,7 +99,7 @@ func New(cli *client.Client, nodes, pods *client.Informer, opts Options) *Contro
 	return &Controller{
 		cli: cli, nodes: nodes, pods: pods, opts: opts,
 		log:      opts.Logger.With("component", Name),
-		observed: map[string]*observation{}, orphans: map[string]time.Time{},
+		observed: map[string]*observation{}, orphans: map[string]time.Time{}, evicted: map[string]time.Time{},
 	}
 }
 
@@ -245,8 +251,30 @@ func (c *Controller) evictOrphans(ctx context.Context, nodes map[string]bool, no
 // evictAll deletes every pod of a lost node at once, re-creating those
 // without a controller.
 func (c *Controller) evictAll(ctx context.Context, node, why string) {
+	now := c.opts.Now()
+	c.mu.Lock()
+	for uid, at := range c.evicted {
+		if now.Sub(at) > evictedTTL {
+			delete(c.evicted, uid)
+		}
+	}
+	c.mu.Unlock()
 	for _, o := range c.pods.ByIndex(client.IndexNodeName, node) {
 		p := o.(*api.Pod)
+		c.mu.Lock()
+		_, done := c.evicted[p.Metadata.UID]
+		c.mu.Unlock()
+		if done {
+			continue
+		}
+		// Read the pod live: the name may belong to a re-created pod by now.
+		var live api.Pod
+		if err := c.cli.Get(ctx, p.Metadata.Namespace, p.Metadata.Name, &live); err != nil || live.Metadata.UID != p.Metadata.UID {
+			continue
+		}
+		c.mu.Lock()
+		c.evicted[p.Metadata.UID] = now
+		c.mu.Unlock()
 		if err := c.cli.Delete(ctx, p, client.GracePeriod(0)); err != nil && !api.IsNotFound(err) {
 			c.log.Warn("could not evict pod from lost node", "pod", client.ObjectKey(p), "node", node, "err", err)
 			continue
