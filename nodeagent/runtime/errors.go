@@ -37,6 +37,8 @@ type Reason string
 const (
 	// ReasonImagePull: pulling failed for a reason not named below.
 	ReasonImagePull Reason = "ErrImagePull"
+	// ReasonInvalidImageName: the image reference cannot be parsed.
+	ReasonInvalidImageName Reason = "InvalidImageName"
 	// ReasonImageNotFound: the registry, or the node, does not have the image.
 	ReasonImageNotFound Reason = "ImageNotFound"
 	// ReasonRegistryUnauthorized: the registry refused the credentials (or

@@ -35,7 +35,10 @@ import (
 // that does I/O takes a context and bounds itself with a timeout of its own
 // as well; implementations are safe for concurrent use.
 type Runtime interface {
-	// PullImage fetches ref from its registry (unless every blob is already
+	// PullImage fetches ref from its registry. References are normalised
+	// as Docker does ("nginx:1.25" is "docker.io/library/nginx:1.25"), and
+	// Image.Ref is the normalised form; GetImage and CreateContainer accept
+	// either. PullImage fetches (unless every blob is already
 	// present), unpacks it for containers, and returns its digest. Errors
 	// match ErrImagePull, and ErrImageNotFound too when the registry does not
 	// know the reference; ReasonOf gives the cause for the pod's status.
@@ -102,7 +105,8 @@ type PullOptions struct {
 	// plain HTTP instead of HTTPS, such as a test registry on loopback.
 	PlainHTTP []string
 	// Credentials are the username and password for each registry host
-	// that needs them. They are sent to that host only, and never logged.
+	// that needs them ("docker.io" covers Docker Hub). They are sent to that
+	// host only, and never logged.
 	Credentials map[string]Credential
 }
 

@@ -34,9 +34,13 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec runtime.ContainerSpe
 	if err := checkSpec(subject, spec); err != nil {
 		return "", err
 	}
+	imageRef, err := normalize("create container", spec.Image, runtime.ErrContainerCreate)
+	if err != nil {
+		return "", err
+	}
 	ctx, cancel := r.call(ctx, r.cfg.CallTimeout)
 	defer cancel()
-	img, err := r.client.GetImage(ctx, spec.Image)
+	img, err := r.client.GetImage(ctx, imageRef)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return "", runtime.Errorf("create container", subject, runtime.ErrImageNotFound, runtime.ReasonImageNotFound,

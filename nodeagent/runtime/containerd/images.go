@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 
 	"github.com/berth-io/berth/nodeagent/runtime"
 )
@@ -23,6 +24,10 @@ import (
 // opts.PlainHTTP are spoken to over HTTP; others over HTTPS.
 func (r *Runtime) PullImage(ctx context.Context, ref string, opts runtime.PullOptions) (runtime.Image, error) {
 	if err := r.open("pull image", ref); err != nil {
+		return runtime.Image{}, err
+	}
+	ref, err := normalize("pull image", ref, runtime.ErrImagePull)
+	if err != nil {
 		return runtime.Image{}, err
 	}
 	ctx, cancel := r.call(ctx, r.cfg.PullTimeout)
@@ -44,16 +49,41 @@ func registryHosts(opts runtime.PullOptions) docker.RegistryHosts {
 	plain := func(host string) (bool, error) {
 		return slices.Contains(opts.PlainHTTP, host), nil
 	}
-	creds := func(host string) (string, string, error) {
+	return docker.ConfigureDefaultRegistries(
+		docker.WithPlainHTTP(plain),
+		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(credentialsFor(opts)))),
+	)
+}
+
+// credentialsFor answers the resolver's question "which username and
+// password for this host?" from opts, and with nothing for other hosts.
+func credentialsFor(opts runtime.PullOptions) func(host string) (string, string, error) {
+	return func(host string) (string, string, error) {
 		if c, ok := opts.Credentials[host]; ok {
 			return c.Username, c.Password, nil
 		}
+		if host == dockerHubHost {
+			if c, ok := opts.Credentials["docker.io"]; ok {
+				return c.Username, c.Password, nil
+			}
+		}
 		return "", "", nil
 	}
-	return docker.ConfigureDefaultRegistries(
-		docker.WithPlainHTTP(plain),
-		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(creds))),
-	)
+}
+
+// dockerHubHost is where containerd sends requests for docker.io images.
+const dockerHubHost = "registry-1.docker.io"
+
+// normalize parses ref and returns it in Docker's fully qualified form
+// ("nginx" is "docker.io/library/nginx:latest"), as containerd names images.
+// A reference that does not parse is an error of kind with reason
+// InvalidImageName.
+func normalize(op, ref string, kind error) (string, error) {
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return "", &runtime.Error{Op: op, Subject: ref, Kind: kind, Reason: runtime.ReasonInvalidImageName, Err: err}
+	}
+	return named.String(), nil
 }
 
 // pullError classifies a pull failure into the reason the pod reports.
@@ -108,6 +138,10 @@ func unreachable(err error) bool {
 // GetImage implements runtime.Runtime.
 func (r *Runtime) GetImage(ctx context.Context, ref string) (runtime.Image, error) {
 	if err := r.open("get image", ref); err != nil {
+		return runtime.Image{}, err
+	}
+	ref, err := normalize("get image", ref, runtime.ErrImageNotFound)
+	if err != nil {
 		return runtime.Image{}, err
 	}
 	ctx, cancel := r.call(ctx, r.cfg.CallTimeout)

@@ -256,3 +256,51 @@ func TestExecOutputIsCapped(t *testing.T) {
 		t.Errorf("kept %q, want the first 4 bytes", got)
 	}
 }
+
+func TestImageReferencesAreNormalisedAsDockerDoes(t *testing.T) {
+	tests := []struct {
+		ref, want string
+		valid     bool
+	}{
+		{"nginx", "docker.io/library/nginx:latest", true},
+		{"nginx:1.25", "docker.io/library/nginx:1.25", true},
+		{"team/web:v2", "docker.io/team/web:v2", true},
+		{"127.0.0.1:5000/berth-test/web:v1", "127.0.0.1:5000/berth-test/web:v1", true},
+		{"registry.test/web@sha256:" + strings.Repeat("a", 64), "registry.test/web@sha256:" + strings.Repeat("a", 64), true},
+		{"Upper/Case:v1", "", false},
+		{"web:", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ref, func(t *testing.T) {
+			got, err := normalize("pull image", tt.ref, runtime.ErrImagePull)
+			if !tt.valid {
+				if !errors.Is(err, runtime.ErrImagePull) || runtime.ReasonOf(err) != runtime.ReasonInvalidImageName {
+					t.Fatalf("normalize(%q) = %q, %v; want an InvalidImageName pull error", tt.ref, got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("normalize(%q) = %q, %v; want %q", tt.ref, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCredentialsGoOnlyToTheirRegistry(t *testing.T) {
+	creds := credentialsFor(runtime.PullOptions{Credentials: map[string]runtime.Credential{
+		"registry.example:5000": {Username: "ci", Password: "token"},
+		"docker.io":             {Username: "hub", Password: "hubpass"},
+	}})
+	tests := []struct{ host, user, pass string }{
+		{"registry.example:5000", "ci", "token"},
+		{"registry.example", "", ""},
+		{"registry-1.docker.io", "hub", "hubpass"},
+		{"elsewhere.example", "", ""},
+	}
+	for _, tt := range tests {
+		u, p, err := creds(tt.host)
+		if err != nil || u != tt.user || p != tt.pass {
+			t.Errorf("credentials for %s = %q/%q (%v), want %q/%q", tt.host, u, p, err, tt.user, tt.pass)
+		}
+	}
+}
