@@ -28,7 +28,10 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/distribution/reference"
 )
 
 // Runtime runs the containers of the pods bound to one node. Every method
@@ -285,4 +288,17 @@ func RunContainer(ctx context.Context, rt Runtime, spec ContainerSpec) (string, 
 		return "", err
 	}
 	return id, nil
+}
+
+// NormalizeImageRef returns ref in the fully qualified form runtimes name
+// images by, as Docker normalises it: "nginx" is
+// "docker.io/library/nginx:latest", "team/web:v2" is
+// "docker.io/team/web:v2", and a reference with a registry host stays as
+// it is. Compare image references only in this form.
+func NormalizeImageRef(ref string) (string, error) {
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return "", fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	return named.String(), nil
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
-	"github.com/distribution/reference"
 
 	"github.com/berth-io/berth/nodeagent/runtime"
 )
@@ -79,11 +78,11 @@ const dockerHubHost = "registry-1.docker.io"
 // A reference that does not parse is an error of kind with reason
 // InvalidImageName.
 func normalize(op, ref string, kind error) (string, error) {
-	named, err := reference.ParseDockerRef(ref)
+	n, err := runtime.NormalizeImageRef(ref)
 	if err != nil {
 		return "", &runtime.Error{Op: op, Subject: ref, Kind: kind, Reason: runtime.ReasonInvalidImageName, Err: err}
 	}
-	return named.String(), nil
+	return n, nil
 }
 
 // pullError classifies a pull failure into the reason the pod reports.

@@ -116,6 +116,24 @@ func (r *Runtime) SetClock(now func() time.Time) {
 	r.n.now = now
 }
 
+// norm returns ref in the normalised form a real runtime uses, or ref
+// itself when it does not parse (PullImage and CreateContainer reject it).
+func norm(ref string) string {
+	if n, err := runtime.NormalizeImageRef(ref); err == nil {
+		return n
+	}
+	return ref
+}
+
+// invalidRef is the error a real runtime returns for a reference that
+// does not parse.
+func invalidRef(op, ref string, kind error) error {
+	if _, err := runtime.NormalizeImageRef(ref); err != nil {
+		return &runtime.Error{Op: op, Subject: ref, Kind: kind, Reason: runtime.ReasonInvalidImageName, Err: err}
+	}
+	return nil
+}
+
 // digestOf makes a stable fake digest for ref.
 func digestOf(ref string) string {
 	return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(ref)))
@@ -126,6 +144,7 @@ func digestOf(ref string) string {
 func (r *Runtime) AddRegistryImage(ref string) string {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
+	ref = norm(ref)
 	img := runtime.Image{Ref: ref, Digest: digestOf(ref)}
 	r.n.registry[ref] = img
 	return img.Digest
@@ -135,6 +154,7 @@ func (r *Runtime) AddRegistryImage(ref string) string {
 func (r *Runtime) AddImage(ref string) string {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
+	ref = norm(ref)
 	img := runtime.Image{Ref: ref, Digest: digestOf(ref)}
 	r.n.images[ref] = img
 	return img.Digest
@@ -146,7 +166,7 @@ func (r *Runtime) AddImage(ref string) string {
 func (r *Runtime) FailPull(ref string, err error) {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
-	setOrDelete(r.n.failPull, ref, err)
+	setOrDelete(r.n.failPull, norm(ref), err)
 }
 
 // PullError is the error a real runtime returns when pulling ref fails for
@@ -164,7 +184,7 @@ func PullError(ref string, reason runtime.Reason) error {
 func (r *Runtime) FailCreate(image string, err error) {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
-	setOrDelete(r.n.failCreate, image, err)
+	setOrDelete(r.n.failCreate, norm(image), err)
 }
 
 // FailStart makes StartContainer fail with err for containers of image
@@ -173,7 +193,7 @@ func (r *Runtime) FailCreate(image string, err error) {
 func (r *Runtime) FailStart(image string, err error) {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
-	setOrDelete(r.n.failStart, image, err)
+	setOrDelete(r.n.failStart, norm(image), err)
 }
 
 // ExecutableNotFound is the error a real runtime returns from
@@ -188,14 +208,14 @@ func ExecutableNotFound(id, command string) error {
 func (r *Runtime) ExitOnStart(image string, code int32) {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
-	r.n.exitOn[image] = code
+	r.n.exitOn[norm(image)] = code
 }
 
 // ClearExitOnStart undoes ExitOnStart for image.
 func (r *Runtime) ClearExitOnStart(image string) {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
-	delete(r.n.exitOn, image)
+	delete(r.n.exitOn, norm(image))
 }
 
 // IgnoreTerm makes containers of image ignore SIGTERM, so StopContainer
@@ -204,9 +224,9 @@ func (r *Runtime) IgnoreTerm(image string, ignore bool) {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
 	if ignore {
-		r.n.ignoreTerm[image] = true
+		r.n.ignoreTerm[norm(image)] = true
 	} else {
-		delete(r.n.ignoreTerm, image)
+		delete(r.n.ignoreTerm, norm(image))
 	}
 }
 
@@ -312,6 +332,10 @@ func (r *Runtime) PullImage(ctx context.Context, ref string, _ runtime.PullOptio
 	if err := r.begin(ctx, "pull", ref); err != nil {
 		return runtime.Image{}, err
 	}
+	if err := invalidRef("pull image", ref, runtime.ErrImagePull); err != nil {
+		return runtime.Image{}, err
+	}
+	ref = norm(ref)
 	if err := r.n.failPull[ref]; err != nil {
 		return runtime.Image{}, err
 	}
@@ -330,7 +354,10 @@ func (r *Runtime) GetImage(ctx context.Context, ref string) (runtime.Image, erro
 	if err := r.begin(ctx, "get-image", ref); err != nil {
 		return runtime.Image{}, err
 	}
-	img, ok := r.n.images[ref]
+	if err := invalidRef("get image", ref, runtime.ErrImageNotFound); err != nil {
+		return runtime.Image{}, err
+	}
+	img, ok := r.n.images[norm(ref)]
 	if !ok {
 		return runtime.Image{}, runtime.Errorf("get image", ref, runtime.ErrImageNotFound, runtime.ReasonImageNotFound, "not on the node")
 	}
@@ -338,15 +365,20 @@ func (r *Runtime) GetImage(ctx context.Context, ref string) (runtime.Image, erro
 }
 
 // ImportArchive implements runtime.Runtime: the fake treats path as the
-// name of one image and puts it on the node.
+// reference of one image (e.g. "registry.test/web:v1") and puts it on the
+// node.
 func (r *Runtime) ImportArchive(ctx context.Context, path string) ([]runtime.Image, error) {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
 	if err := r.begin(ctx, "import", path); err != nil {
 		return nil, err
 	}
-	img := runtime.Image{Ref: path, Digest: digestOf(path)}
-	r.n.images[path] = img
+	if err := invalidRef("import image archive", path, runtime.ErrImageNotFound); err != nil {
+		return nil, err
+	}
+	ref := norm(path)
+	img := runtime.Image{Ref: ref, Digest: digestOf(ref)}
+	r.n.images[ref] = img
 	return []runtime.Image{img}, nil
 }
 
@@ -357,6 +389,10 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec runtime.ContainerSpe
 	if err := r.begin(ctx, "create", spec.Meta.PodName+"/"+spec.Meta.ContainerName); err != nil {
 		return "", err
 	}
+	if err := invalidRef("create container", spec.Image, runtime.ErrContainerCreate); err != nil {
+		return "", err
+	}
+	spec.Image = norm(spec.Image)
 	img, ok := r.n.images[spec.Image]
 	if !ok {
 		return "", runtime.Errorf("create container", spec.Meta.ContainerName, runtime.ErrImageNotFound,

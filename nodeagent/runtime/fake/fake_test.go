@@ -189,3 +189,22 @@ func TestCallsAfterCloseFail(t *testing.T) {
 		t.Errorf("version after close: %v, want ErrClosed", err)
 	}
 }
+
+func TestShortAndFullImageNamesMeanTheSameImageAsOnARealNode(t *testing.T) {
+	f := fake.New()
+	defer f.Close()
+	f.AddRegistryImage("nginx:1.25")
+	img, err := f.PullImage(t.Context(), "docker.io/library/nginx:1.25", runtime.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Ref != "docker.io/library/nginx:1.25" {
+		t.Errorf("pulled ref %q, want the normalised name", img.Ref)
+	}
+	if _, err := f.CreateContainer(t.Context(), spec("nginx:1.25")); err != nil {
+		t.Errorf("create by short name after pulling by full name: %v", err)
+	}
+	if _, err := f.PullImage(t.Context(), "Not/Valid:", runtime.PullOptions{}); runtime.ReasonOf(err) != runtime.ReasonInvalidImageName {
+		t.Errorf("pull of an unparsable reference: %v, want reason InvalidImageName", err)
+	}
+}
