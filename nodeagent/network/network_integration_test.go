@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-io/berth/control/api"
 	"github.com/berth-io/berth/internal/prereq"
 	"github.com/berth-io/berth/nodeagent/network"
 	"github.com/berth-io/berth/nodeagent/network/networktest"
@@ -367,8 +368,20 @@ func TestIntegrationOverlaySyncRemovesStalePeersAndIsIdempotent(t *testing.T) {
 		}
 	}
 
-	// Node 3 leaves: node 1 forgets it.
-	if err := n1.Overlay.Sync(ctx, n1.Info(), []network.NodeInfo{n1.Info(), c.Nodes[1].Info()}); err != nil {
+	// Node 3 leaves the node list (and node 4 registers without a pod CIDR
+	// yet): node 1 forgets node 3 and waits for node 4.
+	apiNode := func(name string, ip netip.Addr, cidr string) *api.Node {
+		return &api.Node{
+			Metadata: api.ObjectMeta{Name: name}, Spec: api.NodeSpec{PodCIDR: cidr},
+			Status: api.NodeStatus{Addresses: []api.NodeAddress{{Type: api.NodeInternalIP, Address: ip.String()}}},
+		}
+	}
+	nodes := []*api.Node{
+		apiNode(n1.Name, n1.IP, n1.PodCIDR.String()),
+		apiNode(c.Nodes[1].Name, c.Nodes[1].IP, c.Nodes[1].PodCIDR.String()),
+		apiNode("node-4", netip.MustParseAddr("198.18.9.2"), ""),
+	}
+	if err := n1.Overlay.SyncNodes(ctx, n1.Name, nodes); err != nil {
 		t.Fatal(err)
 	}
 	two := read()

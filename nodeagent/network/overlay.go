@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/berth-io/berth/control/api"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -367,4 +368,29 @@ func ipNetPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	}
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(a.Unmap(), ones).Masked(), true
+}
+
+// SyncNodes is Sync driven by the API's node list: self is the node named
+// selfName, and every other node with an InternalIP and pod CIDR is a
+// peer (nodes still lacking either are left out until they have both).
+func (o *Overlay) SyncNodes(ctx context.Context, selfName string, nodes []*api.Node) error {
+	var self *NodeInfo
+	peers := make([]NodeInfo, 0, len(nodes))
+	for _, n := range nodes {
+		info, err := NodeInfoFromAPI(n)
+		if n.Metadata.Name == selfName {
+			if err != nil {
+				return fmt.Errorf("sync overlay: %w", err)
+			}
+			self = &info
+			continue
+		}
+		if err == nil {
+			peers = append(peers, info)
+		}
+	}
+	if self == nil {
+		return fmt.Errorf("sync overlay: node %q is not in the node list", selfName)
+	}
+	return o.Sync(ctx, *self, peers)
 }

@@ -406,3 +406,26 @@ func TestIntegrationRulesSyncIsIdempotentAndConvergesAfterARestart(t *testing.T)
 		t.Fatalf("table remains after Remove: %s", out)
 	}
 }
+
+func TestIntegrationSameNodeServiceTrafficWorksWhenTheBridgeBypassesNetfilter(t *testing.T) {
+	integration(t)
+	s := newSvcCluster(t)
+	n1 := s.c.Nodes[0]
+	// Without br_netfilter (or with it switched off), replies between pods
+	// on one bridge skip the host's conntrack; the rules must not depend
+	// on it.
+	if err := networktest.Sysctl(n1.NS, "net/bridge/bridge-nf-call-iptables", "0"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	cluster := netip.AddrPortFrom(webIP, webPort).String()
+	for _, tt := range []struct{ name, from string }{
+		{"from a pod on the node", s.client.NS},
+		{"from an endpoint to itself", s.eps["web-2"].NS},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := responders(t, tt.from, cluster, 60); !allThree(got) {
+				t.Fatalf("60 connections reached %v", got)
+			}
+		})
+	}
+}
