@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -158,6 +159,9 @@ type Agent struct {
 	gateWake      chan struct{} // closed and replaced when endpoints or nodes change
 	gateMu        sync.Mutex
 	runtimeHealth atomic.Bool
+
+	handlerOnce sync.Once
+	apiHandler  http.Handler
 }
 
 // New checks deps and builds the core agent; nothing runs until Run.

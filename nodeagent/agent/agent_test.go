@@ -74,9 +74,9 @@ func (h *harness) start() *Agent {
 	h.t.Helper()
 	a, err := New(h.cfg, Deps{
 		Runtime: h.rt, Client: h.srv.Client(),
-		NewNetwork:  func(context.Context, netip.Prefix) (Network, error) { return h.net, nil },
-		NewServices: func(context.Context, netip.Prefix, Network) (ServiceProxy, error) { return h.proxy, nil },
-		Host:        HostInfo{CPUs: 2, MemoryBytes: 4 << 30, KernelVersion: "6.1.0-test", Architecture: "amd64"},
+		NewNetwork:    func(context.Context, netip.Prefix) (Network, error) { return h.net, nil },
+		NewServices:   func(context.Context, netip.Prefix, Network) (ServiceProxy, error) { return h.proxy, nil },
+		Host:          HostInfo{CPUs: 2, MemoryBytes: 4 << 30, KernelVersion: "6.1.0-test", Architecture: "amd64"},
 		AgentEndpoint: "https://198.18.1.11:10250",
 	}, nil)
 	if err != nil {
@@ -239,11 +239,11 @@ func TestCrashLoopReportsExitCodeAndLastLogLines(t *testing.T) {
 
 func TestRestartPolicyDecidesWhetherAnExitedContainerRuns(t *testing.T) {
 	tests := []struct {
-		name        string
-		policy      api.RestartPolicy
-		code        int32
-		restarts    bool
-		finalPhase  api.PodPhase
+		name       string
+		policy     api.RestartPolicy
+		code       int32
+		restarts   bool
+		finalPhase api.PodPhase
 	}{
 		{"always restarts a clean exit", api.RestartAlways, 0, true, api.PodRunning},
 		{"on-failure restarts a failure", api.RestartOnFailure, 1, true, api.PodRunning},

@@ -171,7 +171,8 @@ type NetworkConfig struct {
 	UnderlayMTU int `json:"underlayMTU,omitempty"`
 	// VXLANPort is the overlay's UDP port. Default 8472.
 	VXLANPort int `json:"vxlanPort,omitempty"`
-	// DNSDomain is the cluster DNS suffix. Default "svc.berth".
+	// DNSDomain is the cluster domain: services answer as
+	// <service>.<namespace>.svc.<domain>. Default "berth".
 	DNSDomain string `json:"dnsDomain,omitempty"`
 }
 
@@ -191,7 +192,7 @@ const (
 	DefaultStopGateTimeout = 10 * time.Second
 	DefaultCertCheck       = time.Hour
 	DefaultAPITimeout      = 15 * time.Second
-	DefaultDNSDomain       = "svc.berth"
+	DefaultDNSDomain       = "berth"
 )
 
 // LoadConfig reads a Config from a JSON file and checks it.

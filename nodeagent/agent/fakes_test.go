@@ -19,7 +19,9 @@ type fakeNetwork struct {
 	overlay  [][]string
 }
 
-func newFakeNetwork() *fakeNetwork { return &fakeNetwork{next: 2, attached: map[string]PodAttachment{}} }
+func newFakeNetwork() *fakeNetwork {
+	return &fakeNetwork{next: 2, attached: map[string]PodAttachment{}}
+}
 
 func (n *fakeNetwork) Setup(_ context.Context, pod PodRef) (string, netip.Addr, error) {
 	n.mu.Lock()

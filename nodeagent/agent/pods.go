@@ -302,7 +302,7 @@ func (w *podWorker) writeResolvConf() error {
 	if err := os.MkdirAll(w.podDir(), 0o755); err != nil {
 		return fmt.Errorf("create pod directory: %w", err)
 	}
-	dom := w.a.cfg.Network.DNSDomain
+	dom := "svc." + w.a.cfg.Network.DNSDomain
 	var b strings.Builder
 	if dns := w.a.net.DNSAddress(); dns.IsValid() {
 		fmt.Fprintf(&b, "nameserver %s\n", dns)
