@@ -450,6 +450,9 @@ func TestIntegrationExecReportsCodesOutputAndTimeouts(t *testing.T) {
 	if _, _, err := rt.Exec(t.Context(), id, []string{"/nope"}, 30*time.Second); runtime.ReasonOf(err) != runtime.ReasonExecutableNotFound {
 		t.Errorf("exec of a missing command: %v, want reason ExecutableNotFound", err)
 	}
+	if left, _ := os.ReadDir(rt.cfg.FIFODir); len(left) != 0 {
+		t.Errorf("exec left %d FIFO entries in %s", len(left), rt.cfg.FIFODir)
+	}
 }
 
 func TestIntegrationExitsAreStillReportedAfterContainerdRestarts(t *testing.T) {
@@ -479,4 +482,22 @@ func TestIntegrationExitsAreStillReportedAfterContainerdRestarts(t *testing.T) {
 	if st, err := rt.ContainerStatus(t.Context(), id); err != nil || st.Status != runtime.StatusExited {
 		t.Errorf("status %+v (%v), want Exited through the same runtime", st, err)
 	}
+}
+
+func TestIntegrationLogsRotateWithoutBeingAsked(t *testing.T) {
+	env := integration(t)
+	rt := env.runtime(t, func(c *containerd.Config) {
+		c.LogMaxBytes = 4 << 10
+		c.LogMaxFiles = 2
+		c.LogRotateInterval = 50 * time.Millisecond
+	})
+	env.pullTool(t, rt)
+	log := filepath.Join(t.TempDir(), "chatter.log")
+	if _, err := runtime.RunContainer(t.Context(), rt, runtime.ContainerSpec{Meta: meta("chatter"), Image: env.tool, Args: []string{"chatter"}, LogPath: log}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "chatter.log.1 to appear", func() (bool, error) {
+		_, err := os.Stat(log + ".1")
+		return err == nil, nil
+	})
 }
