@@ -14,7 +14,10 @@
 // names after an agent restart, and Teardown releases an address even when
 // the namespace is already gone. The bridge plugin's ipMasq is off (it
 // would need the iptables binary); see the network table below. hairpinMode
-// is on so a pod can reach itself through a service.
+// is on so a pod can reach itself through a service. The bridge also gets a
+// route to the service CIDR (10.96.0.0/16 dev berth0 src 10.244.N.1), so
+// the node's own processes can connect to cluster IPs on a host without a
+// default route; the service rules' output chain translates them.
 //
 // # Overlay
 //
@@ -29,7 +32,9 @@
 //   - a permanent neighbour entry: peer VTEP address → peer MAC,
 //   - a route: peer pod CIDR via peer VTEP address dev berth.vx onlink,
 //
-// and removes entries and routes of nodes no longer listed. Nothing needs to
+// and removes entries and routes of nodes no longer listed. SyncNodes does
+// the same from the API's node list, leaving out nodes that have no
+// InternalIP or pod CIDR yet. Nothing needs to
 // be learnt or flooded, so the first packet to a new peer already flows.
 // Traffic the node itself sends to a remote pod leaves with the VTEP address
 // as its source, which the peer routes back through the overlay.
@@ -54,6 +59,9 @@
 // empty. Tests (and a testbed running several nodes in one process) point
 // it at a node's namespace; the package then runs CNI plugins from a thread
 // inside that namespace and binds its netlink and nftables sockets to it.
+//
+// Subpackage networktest builds simulated clusters (router and node
+// namespaces) for this package's and nodeagent/services' integration tests.
 //
 // This package must never touch an interface, route, neighbour or table it
 // did not create (it only changes berth0, berth.vx, pod veths, pod
