@@ -11,9 +11,10 @@
 // image, a spec, labels), and a task is its live process. CreateContainer
 // makes the metadata and the root filesystem; StartContainer starts the
 // process; when the process exits the container stays, in StatusExited with
-// its exit code, until RemoveContainer deletes it. A container is never
-// started twice: the agent restarts a container by removing it and creating
-// a new one with RestartCount one higher, so every ID names one run.
+// its exit code, until RemoveContainer deletes it. The agent restarts a
+// container by removing it and creating a new one with RestartCount one
+// higher, so that every ID names one run (StartContainer on an exited
+// container runs it again, but its state then describes only the last run).
 //
 // Containers outlive the agent. An agent that restarts must not restart its
 // containers: it calls ListContainers, recognises its pods' containers by
@@ -58,7 +59,8 @@ type Runtime interface {
 	// (ErrImageNotFound otherwise) and returns its ID. Nothing runs yet.
 	CreateContainer(ctx context.Context, spec ContainerSpec) (string, error)
 	// StartContainer starts a created container's process and returns once
-	// it runs. A command that does not exist fails here with an error
+	// it runs. Starting a running container does nothing; starting an
+	// exited one runs its process anew. A command that does not exist fails here with an error
 	// matching ErrContainerCreate and reason ReasonExecutableNotFound.
 	StartContainer(ctx context.Context, id string) error
 	// StopContainer sends the container's stop signal (SIGTERM unless the
