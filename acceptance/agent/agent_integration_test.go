@@ -128,9 +128,9 @@ nohup containerd --config /etc/berth/containerd.toml >/var/lib/berth/containerd.
 	agentCfg := map[string]any{
 		"nodeName": h.Name, "internalIP": h.Address, "controlPlane": cp.Endpoints,
 		"caCertFile": "/etc/berth/ca.crt", "joinTokenFile": "/etc/berth/join-token",
-		"registries": map[string]any{c.tbRegistry(): map[string]any{"plainHTTP": true}},
-		"containerd": map[string]any{"address": "/run/berth/containerd/containerd.sock", "cgroupParent": fmt.Sprintf("/btb-%s-%s", c.tb.Name(), h.Name)},
-		"network":    map[string]any{"pluginDir": "/usr/lib/cni"},
+		"registries":        map[string]any{c.tbRegistry(): map[string]any{"plainHTTP": true}},
+		"containerd":        map[string]any{"address": "/run/berth/containerd/containerd.sock", "cgroupParent": fmt.Sprintf("/btb-%s-%s", c.tb.Name(), h.Name)},
+		"network":           map[string]any{"pluginDir": "/usr/lib/cni"},
 		"heartbeatInterval": "2s", "restartBackoff": "2s", "maxRestartBackoff": "8s", "stopGateTimeout": "5s",
 	}
 	data, _ := json.Marshal(agentCfg)
