@@ -38,6 +38,14 @@
 //     ready endpoints (TCP reset, ICMP port unreachable for UDP), so clients
 //     fail at once instead of waiting for a timeout.
 //
+// After writing the table Sync deletes the conntrack entries of UDP service
+// traffic answered by endpoints that are no longer ready: UDP has no end
+// of connection, so a client keeping its source port would otherwise stay
+// on a removed endpoint. TCP entries are left to finish.
+//
+// Node ports answer on the addresses Sync is given (the node's InternalIP
+// and any other address a load balancer may target), not on 127.0.0.1.
+//
 // The mark bit is MasqueradeMark (0x4000). Sync returns the highest
 // endpoints resourceVersion it programmed, for status.serviceRulesRevision.
 //

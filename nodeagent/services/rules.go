@@ -82,6 +82,8 @@ func NewRules(cfg Config) (*Rules, error) {
 // established connections keep their endpoint (conntrack holds the
 // translation). It returns the endpoints revision programmed (the highest
 // resourceVersion among endpoints) for status.serviceRulesRevision.
+// Conntrack entries of UDP service traffic to endpoints no longer ready are
+// deleted, so UDP clients move on too (see staleUDPFlows).
 func (r *Rules) Sync(ctx context.Context, services []api.Service, endpoints []api.Endpoints, nodeAddrs []netip.Addr) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("sync service rules: %w", err)
@@ -99,6 +101,9 @@ func (r *Rules) Sync(ctx context.Context, services []api.Service, endpoints []ap
 	}
 	if err := conn.Flush(); err != nil {
 		return 0, fmt.Errorf("sync service rules: write table %s: %w", r.cfg.Table, err)
+	}
+	if err := r.flushStaleUDPFlows(plan); err != nil {
+		return 0, fmt.Errorf("sync service rules: %w", err)
 	}
 	r.cfg.Logger.Debug("synced service rules", "ports", len(plan.Ports), "revision", plan.Revision)
 	return plan.Revision, nil

@@ -26,6 +26,7 @@ import (
 // 30080) in front of three pods listening on 8080.
 var (
 	webIP    = netip.MustParseAddr("10.96.0.50")
+	udpIP    = netip.MustParseAddr("10.96.0.52")
 	emptyIP  = netip.MustParseAddr("10.96.0.51")
 	webPort  = uint16(80)
 	nodePort = uint16(30080)
@@ -66,6 +67,7 @@ func newSvcCluster(t *testing.T) *svcCluster {
 	}{{n1, "web-1"}, {n1, "web-2"}, {n2, "web-3"}} {
 		pod := p.node.AddPod(t, p.name)
 		serveNamed(t, pod.NS, 8080, p.name)
+		serveNamedUDP(t, pod.NS, 5353, p.name)
 		s.eps[p.name] = pod
 	}
 	s.client = n1.AddPod(t, "client")
@@ -96,6 +98,12 @@ func (s *svcCluster) objects(ready ...string) ([]api.Service, []api.Endpoints) {
 			}},
 		},
 		{
+			Metadata: api.ObjectMeta{Namespace: "default", Name: "udp"},
+			Spec: api.ServiceSpec{ClusterIP: udpIP.String(), Ports: []api.ServicePort{
+				{Name: "dns", Protocol: "UDP", Port: 53},
+			}},
+		},
+		{
 			Metadata: api.ObjectMeta{Namespace: "default", Name: "empty"},
 			Spec: api.ServiceSpec{Type: api.ServiceNodePort, ClusterIP: emptyIP.String(), Ports: []api.ServicePort{
 				{Name: "http", Protocol: "TCP", Port: 80, NodePort: 30081},
@@ -109,6 +117,9 @@ func (s *svcCluster) objects(ready ...string) ([]api.Service, []api.Endpoints) {
 	eps := []api.Endpoints{{
 		Metadata: api.ObjectMeta{Namespace: "default", Name: "web", ResourceVersion: int64(100 + len(ready))},
 		Subsets:  []api.EndpointSubset{{Addresses: addrs, Ports: []api.EndpointPort{{Name: "http", Port: 8080, Protocol: "TCP"}}}},
+	}, {
+		Metadata: api.ObjectMeta{Namespace: "default", Name: "udp", ResourceVersion: 50},
+		Subsets:  []api.EndpointSubset{{Addresses: addrs, Ports: []api.EndpointPort{{Name: "dns", Port: 5353, Protocol: "UDP"}}}},
 	}}
 	return svcs, eps
 }
@@ -158,6 +169,29 @@ func serveNamed(t *testing.T, ns string, port int, name string) {
 					}
 				}
 			}()
+		}
+	}()
+}
+
+// serveNamedUDP answers every datagram to port in ns with name.
+func serveNamedUDP(t *testing.T, ns string, port int, name string) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := networktest.Do(ns, func() (err error) {
+		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatalf("listen udp in %s: %v", ns, err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(name), from)
 		}
 	}()
 }
@@ -427,5 +461,49 @@ func TestIntegrationSameNodeServiceTrafficWorksWhenTheBridgeBypassesNetfilter(t 
 				t.Fatalf("60 connections reached %v", got)
 			}
 		})
+	}
+}
+
+func TestIntegrationUDPClientMovesOffARemovedEndpoint(t *testing.T) {
+	integration(t)
+	s := newSvcCluster(t)
+	// One socket, one source port: conntrack would pin it to its first
+	// endpoint for as long as it keeps sending.
+	var c net.Conn
+	if err := networktest.Do(s.client.NS, func() (err error) {
+		c, err = net.Dial("udp", netip.AddrPortFrom(udpIP, 53).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func() string {
+		t.Helper()
+		if _, err := c.Write([]byte("who?")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("udp service answer: %v", err)
+		}
+		return string(buf[:n])
+	}
+	first := ask()
+	for range 5 {
+		if got := ask(); got != first {
+			t.Fatalf("one udp flow answered by %s and then %s", first, got)
+		}
+	}
+	var rest []string
+	for _, n := range []string{"web-1", "web-2", "web-3"} {
+		if n != first {
+			rest = append(rest, n)
+		}
+	}
+	s.sync(t, rest...)
+	if got := ask(); got == first {
+		t.Fatalf("udp flow still answered by removed endpoint %s", first)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-io/berth/control/api"
 	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
 )
 
 func svc(ns, name, ip string, typ api.ServiceType, ports ...api.ServicePort) api.Service {
@@ -243,5 +244,45 @@ func TestDNSForwardsNamesOutsideTheClusterToUpstreams(t *testing.T) {
 	// Cluster names are still answered locally.
 	if r := d.Answer(context.Background(), query("x.default.svc.berth.", dns.TypeA)); r.Rcode != dns.RcodeNameError {
 		t.Fatalf("cluster name forwarded or answered: %s", dns.RcodeToString[r.Rcode])
+	}
+}
+
+func TestStaleUDPFlowsAreThoseToServicesAnsweredByRemovedEndpoints(t *testing.T) {
+	plan := BuildPlan(
+		[]api.Service{
+			svc("d", "u", "10.96.0.5", api.ServiceNodePort, api.ServicePort{Protocol: "UDP", Port: 53, NodePort: 30053}),
+			svc("d", "t", "10.96.0.6", api.ServiceClusterIP, api.ServicePort{Protocol: "TCP", Port: 53}),
+		},
+		[]api.Endpoints{
+			eps("d", "u", 1, api.EndpointSubset{Addresses: addrs("10.244.1.2"), Ports: []api.EndpointPort{{Port: 5353, Protocol: "UDP"}}}),
+			eps("d", "t", 1, api.EndpointSubset{Addresses: addrs("10.244.1.9"), Ports: []api.EndpointPort{{Port: 5353, Protocol: "TCP"}}}),
+		},
+		[]netip.Addr{netip.MustParseAddr("198.18.0.2")},
+	)
+	f := newStaleUDPFlows(plan)
+	flow := func(proto uint8, dst string, dport uint16, backend string, bport uint16) *netlink.ConntrackFlow {
+		return &netlink.ConntrackFlow{
+			Forward: netlink.IPTuple{Protocol: proto, SrcIP: net.ParseIP("10.244.1.7"), SrcPort: 40000, DstIP: net.ParseIP(dst), DstPort: dport},
+			Reverse: netlink.IPTuple{Protocol: proto, SrcIP: net.ParseIP(backend), SrcPort: bport, DstIP: net.ParseIP("10.244.1.7"), DstPort: 40000},
+		}
+	}
+	tests := []struct {
+		name  string
+		flow  *netlink.ConntrackFlow
+		stale bool
+	}{
+		{"to a current endpoint", flow(17, "10.96.0.5", 53, "10.244.1.2", 5353), false},
+		{"to a removed endpoint", flow(17, "10.96.0.5", 53, "10.244.2.4", 5353), true},
+		{"through the node port to a removed endpoint", flow(17, "198.18.0.2", 30053, "10.244.2.4", 5353), true},
+		{"through the node port to a current endpoint", flow(17, "198.18.0.2", 30053, "10.244.1.2", 5353), false},
+		{"tcp to a removed endpoint is left to finish", flow(6, "10.96.0.6", 53, "10.244.2.4", 5353), false},
+		{"udp that is not service traffic", flow(17, "10.244.2.8", 53, "10.244.2.8", 53), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := f.MatchConntrackFlow(tt.flow); got != tt.stale {
+				t.Errorf("stale = %v, want %v", got, tt.stale)
+			}
+		})
 	}
 }
