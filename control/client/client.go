@@ -228,6 +228,13 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
+		if r.method == http.MethodPut || r.method == http.MethodDelete {
+			// Safe to send again on a connection the server closed under
+			// it: an update is compare-and-swap (a replay conflicts) and
+			// a delete of a deleted object answers NotFound. This lets
+			// the transport retry instead of failing the request.
+			req.Header.Set("Idempotency-Key", "replay-safe")
+		}
 		resp, err := c.http.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -249,6 +249,10 @@ func IndexByNamespace(obj api.Object) []string {
 	return []string{obj.GetMeta().Namespace}
 }
 
+// healthyWatch is how long a watch must stay open to count as healthy when
+// it delivered nothing.
+const healthyWatch = 5 * time.Second
+
 // Run fills the cache and keeps it current until ctx ends.
 func (inf *Informer) Run(ctx context.Context) {
 	inf.mu.Lock()
@@ -282,11 +286,15 @@ func (inf *Informer) Run(ctx context.Context) {
 			}
 			needList = false
 		}
+		opened := time.Now()
 		progressed, err := inf.watch(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if progressed {
+		// A stream that delivered events, or stayed open a while, was
+		// healthy: resume at once rather than back off.
+		if progressed || time.Since(opened) >= healthyWatch {
+			progressed = true
 			backoff = inf.opts.MinBackoff
 		}
 		switch {

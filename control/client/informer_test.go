@@ -129,12 +129,15 @@ func TestInformerRelistsWhenItsRevisionWasCompacted(t *testing.T) {
 		}
 		return nil
 	})
-	inf, rec := startInformer(t, c, client.InformerOptions{MinBackoff: 1, MaxBackoff: 10_000_000}, nil)
+	// The informer has a client of its own: dropping connections must not
+	// break the test's own requests.
+	inf, rec := startInformer(t, s.Client(), client.InformerOptions{MinBackoff: 1, MaxBackoff: 10_000_000}, nil)
 
 	// The informer loses its watch, changes happen, and etcd compacts
 	// them away: only a new list can reveal them.
 	blockWatch.Store(true)
 	s.DropConnections()
+	c = s.Client() // a fresh client: the old one's connections were cut too
 	gone := pod("gone", "", nil)
 	if err := c.Delete(ctx, gone, client.GracePeriod(0)); err != nil {
 		t.Fatal(err)
@@ -201,10 +204,11 @@ func TestInformerResumesABrokenWatchWithoutListingAgain(t *testing.T) {
 		}
 		return nil
 	})
-	inf, rec := startInformer(t, c, client.InformerOptions{MinBackoff: 1, MaxBackoff: 10_000_000}, nil)
+	inf, rec := startInformer(t, s.Client(), client.InformerOptions{MinBackoff: 1, MaxBackoff: 10_000_000}, nil)
 	waitFor(t, "the first watch", func() bool { return watches.Load() == 1 })
 	blockWatch.Store(true)
 	s.DropConnections()
+	c = s.Client() // a fresh client: the old one's connections were cut too
 	if err := c.Create(ctx, pod("while-away", "", nil)); err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,12 @@ func TestSchedulerBindsSpreadsAndRetriesUnschedulablePods(t *testing.T) {
 	go func() { defer close(done); _ = s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		if err := clienttest.WaitFor(ctx, cond); err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+	}
 	for _, n := range []string{"a", "b", "c"} {
 		if err := cli.Create(ctx, node(n, true, "4", "4Gi", "10", nil)); err != nil {
 			t.Fatal(err)
@@ -40,16 +46,12 @@ func TestSchedulerBindsSpreadsAndRetriesUnschedulablePods(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// picky is judged against all three nodes.
+	wait("the scheduler to see every node", func() bool { return nodes.Len() == 3 })
 	picky := pod("picky", "", "", "")
 	picky.Spec.NodeSelector = map[string]string{"disk": "ssd"}
 	if err := cli.Create(ctx, picky); err != nil {
 		t.Fatal(err)
-	}
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		if err := clienttest.WaitFor(ctx, cond); err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
 	}
 	get := func(name string) *api.Pod {
 		var p api.Pod
@@ -86,8 +88,16 @@ func TestSchedulerBindsSpreadsAndRetriesUnschedulablePods(t *testing.T) {
 	if err := cli.List(ctx, &evs, client.ListOptions{Namespace: "default"}); err != nil {
 		t.Fatal(err)
 	}
-	if len(evs.Items) != 1 || evs.Items[0].Reason != "FailedScheduling" || evs.Items[0].InvolvedObject.Name != "picky" {
-		t.Fatalf("want one FailedScheduling event, got %+v", evs.Items)
+	// (Pods created before the scheduler saw the nodes may have events of
+	// their own; only picky's matter here.)
+	var pickyEvents []api.Event
+	for _, e := range evs.Items {
+		if e.InvolvedObject.Name == "picky" {
+			pickyEvents = append(pickyEvents, e)
+		}
+	}
+	if len(pickyEvents) != 1 || pickyEvents[0].Reason != "FailedScheduling" || pickyEvents[0].Type != api.EventWarning {
+		t.Fatalf("want one FailedScheduling warning about picky, got %+v", pickyEvents)
 	}
 	// A node gains the label: the parked pod is tried again.
 	var b api.Node
