@@ -63,7 +63,13 @@ func setUp(t *testing.T) *cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	bin := filepath.Join(t.TempDir(), "berth")
+	// A host's /tmp is private: build into /var/tmp, which hosts share.
+	binDir, err := os.MkdirTemp("/var/tmp", "berth-agent-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	bin := filepath.Join(binDir, "berth")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/berth-io/berth/cmd/berth")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
