@@ -1,6 +1,8 @@
 package controller_test
 
 import (
+	"time"
+
 	"testing"
 
 	"github.com/berth-io/berth/control/api"
@@ -156,4 +158,59 @@ func TestIntegrationTerminatingNamespaceIsEmptiedAndRemoved(t *testing.T) {
 		var got api.Namespace
 		return api.IsNotFound(c.cli.Get(c.ctx, "", "team", &got))
 	})
+}
+
+func TestSilentNodesPodsLeaveServiceBeforeEviction(t *testing.T) {
+	runSilentNode(fakeCluster(t))
+}
+
+func TestIntegrationSilentNodesPodsLeaveServiceBeforeEviction(t *testing.T) {
+	runSilentNode(realCluster(t))
+}
+
+func runSilentNode(c *cluster) {
+	nodes := c.nodes(simnode.Options{}, "n1", "n2")
+	opts := fastOptions("cp1")
+	opts.PodEvictionTimeout = time.Hour // only the not-ready marking happens here
+	c.control(opts)
+	if err := c.cli.Create(c.ctx, webDeployment("web", 2, "registry.example/web:1")); err != nil {
+		c.t.Fatal(err)
+	}
+	svc := &api.Service{
+		Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec:     api.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []api.ServicePort{{Port: 80}}},
+	}
+	if err := c.cli.Create(c.ctx, svc); err != nil {
+		c.t.Fatal(err)
+	}
+	addresses := func() (ready, notReady []api.EndpointAddress) {
+		var ep api.Endpoints
+		if err := c.cli.Get(c.ctx, "default", "web", &ep); err != nil {
+			return nil, nil
+		}
+		for _, s := range ep.Subsets {
+			ready = append(ready, s.Addresses...)
+			notReady = append(notReady, s.NotReadyAddresses...)
+		}
+		return ready, notReady
+	}
+	c.waitFor("two ready endpoints", func() bool { r, _ := addresses(); return len(r) == 2 })
+	nodes["n1"].Stop()
+	c.waitFor("n1's pod out of service", func() bool {
+		r, nr := addresses()
+		for _, a := range r {
+			if a.NodeName == "n1" {
+				return false
+			}
+		}
+		return len(nr) == 1 && nr[0].NodeName == "n1"
+	})
+	for _, p := range c.pods(map[string]string{"app": "web"}) {
+		if p.Spec.NodeName == "n1" {
+			cond := api.FindCondition(p.Status.Conditions, api.PodReady)
+			if cond == nil || cond.Status != api.ConditionFalse || cond.Reason != "NodeNotReady" {
+				c.t.Fatalf("pod on the silent node: Ready condition %+v", cond)
+			}
+		}
+	}
 }

@@ -312,6 +312,9 @@ func (c *Controller) syncOnce(ctx context.Context, key string) error {
 			ns2.RolloutState = api.RolloutPaused
 			ns2.FailedRevision = desired.Number
 			ns2.Message = fmt.Sprintf("revision %d failed: %s; paused with revision %d live", desired.Number, why, out.live)
+			if out.live == 0 {
+				ns2.Message = fmt.Sprintf("revision %d failed: %s; paused (no revision has been live yet)", desired.Number, why)
+			}
 			ns2.ObservedGeneration = d.Metadata.Generation + 1 // the pause's own spec change
 			setConditions(&ns2, replicas, unavail, now)
 			if err := c.writeStatus(ctx, d, ns2); err != nil {

@@ -2,6 +2,8 @@
 // not posted status for a grace period is marked Ready=Unknown, and once it
 // has stayed silent for a further eviction timeout its pods are deleted at
 // once (grace period 0, since the node cannot act on a graceful deletion).
+// As soon as a node is found silent its pods are marked not Ready, so
+// services stop sending them traffic while the eviction timeout runs.
 // Deployments re-create their pods elsewhere; a pod without a controller is
 // re-created here, unbound, with the same name and spec, so losing a host
 // never loses a pod. Pods bound to a node that no longer exists are treated
@@ -175,6 +177,7 @@ func (c *Controller) Monitor(ctx context.Context) {
 		switch v {
 		case Silent:
 			c.markUnknown(ctx, n, obs.heartbeat)
+			c.markPodsNotReady(ctx, n.Metadata.Name)
 		case Lost:
 			c.markUnknown(ctx, n, obs.heartbeat)
 			c.evictAll(ctx, n.Metadata.Name, fmt.Sprintf("node %s stopped heartbeating", n.Metadata.Name))
@@ -212,6 +215,27 @@ func (c *Controller) markUnknown(ctx context.Context, n *api.Node, lastHeartbeat
 	c.log.Warn("node stopped heartbeating; marked Ready=Unknown", "node", n.Metadata.Name)
 	if c.opts.Recorder != nil {
 		c.opts.Recorder.Event(ctx, n, api.EventWarning, "NodeNotReady", msg)
+	}
+}
+
+// markPodsNotReady takes the pods of a silent node out of service: their
+// Ready condition becomes False, so endpoints stop sending them traffic
+// while the node may be gone. The node's agent sets it again if it comes
+// back.
+func (c *Controller) markPodsNotReady(ctx context.Context, node string) {
+	for _, o := range c.pods.ByIndex(client.IndexNodeName, node) {
+		p := o.(*api.Pod)
+		if !api.IsPodReady(p) {
+			continue
+		}
+		cp := client.DeepCopy(p)
+		api.SetCondition(&cp.Status.Conditions, api.Condition{
+			Type: api.PodReady, Status: api.ConditionFalse, Reason: "NodeNotReady",
+			Message: "node " + node + " stopped heartbeating",
+		}, c.opts.Now().UTC())
+		if err := c.cli.UpdateStatus(ctx, cp); err != nil && !api.IsConflict(err) && !api.IsNotFound(err) {
+			c.log.Warn("could not mark pod not ready", "pod", client.ObjectKey(p), "err", err)
+		}
 	}
 }
 
