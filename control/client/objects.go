@@ -215,14 +215,17 @@ type watcher struct {
 	once sync.Once
 }
 
+// Events implements Watcher.
 func (w *watcher) Events() <-chan Event { return w.events }
 
+// Err implements Watcher.
 func (w *watcher) Err() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err
 }
 
+// Stop implements Watcher.
 func (w *watcher) Stop() {
 	w.once.Do(func() {
 		w.cancel()
