@@ -103,6 +103,11 @@ func setUp(t *testing.T) *cluster {
 	poll(t, "control plane ready", time.Minute, func() bool { return admin.Readyz(ctx) == nil })
 
 	c := &cluster{t: t, tb: tb, admin: admin, refs: refs, nodes: hosts[1:]}
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.dumpLogs()
+		}
+	})
 	for i, h := range c.nodes {
 		c.startNode(ctx, h, bin, cfg, i)
 	}
@@ -173,8 +178,8 @@ func (c *cluster) createPod(ctx context.Context, name, image, node string, mutat
 
 func (c *cluster) dumpLogs() {
 	for _, h := range c.nodes {
-		out, _ := c.tb.Exec(context.Background(), h.Name, "tail -n 40 /var/lib/berth/agent.log")
-		c.t.Logf("agent log of %s:\n%s", h.Name, out)
+		out, _ := c.tb.Exec(context.Background(), h.Name, "tail -n 40 /var/lib/berth/agent.log; tail -n 10 /var/lib/berth/containerd.log")
+		c.t.Logf("agent and containerd logs of %s:\n%s", h.Name, out)
 	}
 }
 
@@ -183,11 +188,6 @@ func TestIntegrationAgentRunsPodsOnTestbedHosts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	node := c.nodes[0]
-	defer func() {
-		if t.Failed() {
-			c.dumpLogs()
-		}
-	}()
 
 	t.Run("pod starts, becomes Ready and its logs are readable through the API", func(t *testing.T) {
 		c.createPod(ctx, "web-1", c.refs.V1, node.Name, func(p *api.Pod) {
