@@ -707,6 +707,8 @@ func leaf(signer *ecdsa.PrivateKey, ca *x509.Certificate, isClient bool) (tls.Ce
 	if isClient {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	} else {
+		// Clients accept only control-plane serving certificates.
+		tmpl.Subject = pkix.Name{CommonName: "berth:control-plane:clienttest", Organization: []string{"berth:control-plane"}}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}
 		tmpl.DNSNames = []string{"localhost"}

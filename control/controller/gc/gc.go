@@ -2,7 +2,7 @@
 // controller owner is gone — pods and revisions of deleted deployments,
 // endpoints of deleted services, anything whose owner was re-created under
 // the same name (owners are matched by UID) — and empties Terminating
-// namespaces, then removes them.
+// namespaces, then removes them. Events expire after a TTL.
 //
 // An owner missing from the cache is confirmed with a live read before
 // anything is deleted, so a cache that lags behind a new owner never costs
@@ -28,8 +28,13 @@ type Options struct {
 	// Interval between full passes (default 20 s); owner deletions and
 	// namespace changes trigger a pass at once.
 	Interval time.Duration
+	// EventTTL is how long Events are kept after they last happened
+	// (default 1 h), so they never pile up in etcd.
+	EventTTL time.Duration
 	// Logger receives deletions.
 	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // Collector deletes orphans.
@@ -53,6 +58,12 @@ func New(cli *client.Client, dependents, owners []*client.Informer, namespaces *
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.EventTTL <= 0 {
+		opts.EventTTL = time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	g := &Collector{
 		cli: cli, dependents: dependents, owners: map[string]*client.Informer{}, namespaces: namespaces,
@@ -87,6 +98,9 @@ func (g *Collector) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(g.opts.Interval)
 	defer t.Stop()
+	events := time.NewTicker(max(g.opts.EventTTL/10, g.opts.Interval))
+	defer events.Stop()
+	g.ExpireEvents(ctx)
 	for {
 		g.Collect(ctx)
 		select {
@@ -94,6 +108,33 @@ func (g *Collector) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-g.trigger:
+		case <-events.C:
+			g.ExpireEvents(ctx)
+		}
+	}
+}
+
+// ExpireEvents deletes Events that last happened more than EventTTL ago.
+func (g *Collector) ExpireEvents(ctx context.Context) {
+	var l api.EventList
+	if err := g.cli.List(ctx, &l, client.ListOptions{}); err != nil {
+		if ctx.Err() == nil {
+			g.log.Warn("could not list events to expire", "err", err)
+		}
+		return
+	}
+	cutoff := g.opts.Now().Add(-g.opts.EventTTL)
+	for i := range l.Items {
+		e := &l.Items[i]
+		last := e.LastTimestamp
+		if last.IsZero() {
+			last = e.Metadata.CreationTimestamp
+		}
+		if !last.Before(cutoff) {
+			continue
+		}
+		if err := g.cli.Delete(ctx, e); err != nil && !api.IsNotFound(err) {
+			g.log.Warn("could not expire event", "event", api.Key(e), "err", err)
 		}
 	}
 }
