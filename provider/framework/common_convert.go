@@ -276,3 +276,41 @@ func sortedStrings(s []string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// sameQuantities reports whether two quantity maps hold the same amounts
+// under the same keys.
+func sameQuantities(a, b types.Map) bool {
+	if a.IsUnknown() || b.IsUnknown() || a.IsNull() != b.IsNull() {
+		return false
+	}
+	am, bm := stringMap(a), stringMap(b)
+	if len(am) != len(bm) || len(am) != len(a.Elements()) || len(bm) != len(b.Elements()) {
+		return false
+	}
+	for k, v := range am {
+		w, ok := bm[k]
+		if !ok || !QuantitiesEqual(v, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// keepQuantitySpelling plans the prior spelling of every requests or
+// limits map whose amounts did not change, so "0.5" → "500m" in a
+// configuration is no change. Terraform accepts a planned value equal to
+// the prior one in place of the configuration's.
+func keepQuantitySpelling(plan, prior []containerModel) {
+	for i := range plan {
+		if i >= len(prior) || plan[i].Resources == nil || prior[i].Resources == nil {
+			continue
+		}
+		p, s := plan[i].Resources, prior[i].Resources
+		if sameQuantities(p.Requests, s.Requests) {
+			p.Requests = s.Requests
+		}
+		if sameQuantities(p.Limits, s.Limits) {
+			p.Limits = s.Limits
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
@@ -209,7 +208,8 @@ func podSpecAttributes(replace bool, restartPolicyDoc string) map[string]schema.
 	grace := int64Default(api.DefaultTerminationGracePeriodSeconds)
 	grace.MarkdownDescription = "Seconds between SIGTERM and SIGKILL when the pod stops, 0-3600." + defaultDoc(api.DefaultTerminationGracePeriodSeconds)
 	if replace {
-		containers.PlanModifiers = []planmodifier.List{listplanmodifier.RequiresReplace()}
+		// containers is replaced from the resource's ModifyPlan, after
+		// equal quantities have kept their prior spelling.
 		restart.PlanModifiers = []planmodifier.String{stringplanmodifier.RequiresReplace()}
 		selector.PlanModifiers = []planmodifier.Map{mapplanmodifier.RequiresReplace()}
 		grace.PlanModifiers = []planmodifier.Int64{int64planmodifier.RequiresReplace()}

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -130,7 +131,8 @@ func validateObject(ctx context.Context, obj api.Object, cfg tfsdk.Config, prefi
 			continue
 		}
 		diags.AddAttributeError(p, "Invalid "+api.KindOf(obj).Kind+" configuration",
-			"The control plane would refuse this "+api.KindOf(obj).Kind+": "+fe.Field+" "+fe.Detail+".")
+			fmt.Sprintf("%s: %s.\n\nThe control plane would refuse this %s (field %s); change the attribute and plan again.",
+				attributeString(p), fe.Detail, api.KindOf(obj).Kind, fe.Field))
 	}
 	return diags
 }
@@ -184,4 +186,24 @@ func containsUnknown(v attr.Value) bool {
 		}
 	}
 	return false
+}
+
+// attributeString renders an attribute path the way it is written in a
+// configuration: template.containers[0].ports[1].container_port.
+func attributeString(p path.Path) string {
+	var b strings.Builder
+	for _, st := range p.Steps() {
+		switch s := st.(type) {
+		case path.PathStepAttributeName:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(string(s))
+		case path.PathStepElementKeyInt:
+			fmt.Fprintf(&b, "[%d]", int64(s))
+		case path.PathStepElementKeyString:
+			fmt.Fprintf(&b, "[%q]", string(s))
+		}
+	}
+	return b.String()
 }

@@ -31,6 +31,7 @@ var (
 	_ resource.ResourceWithConfigure      = (*deploymentResource)(nil)
 	_ resource.ResourceWithImportState    = (*deploymentResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*deploymentResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*deploymentResource)(nil)
 )
 
 // NewDeploymentResource returns the berth_deployment resource: replicas of
@@ -166,6 +167,30 @@ func (r *deploymentResource) ValidateConfig(ctx context.Context, req resource.Va
 	// Fields the configuration leaves out take the schema defaults, which
 	// equal the control plane's; an explicit "" is the user's own error.
 	resp.Diagnostics.Append(validateObject(ctx, d, req.Config, deploymentFields)...)
+}
+
+// ModifyPlan keeps the prior spelling of unchanged quantities, so the
+// same amounts written differently roll nothing out.
+func (r *deploymentResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || req.State.Raw.IsNull() {
+		return
+	}
+	var plan, state deploymentModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || plan.Template == nil || state.Template == nil {
+		return
+	}
+	keepQuantitySpelling(plan.Template.Containers, state.Template.Containers)
+	// When nothing but spelling changed, there is nothing to apply: keep
+	// the status the framework marked unknown.
+	status := plan
+	plan.LiveRevision, plan.DesiredRevision, plan.RolloutState = state.LiveRevision, state.DesiredRevision, state.RolloutState
+	plan.AvailableReplicas, plan.ReadyReplicas = state.AvailableReplicas, state.ReadyReplicas
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+	if !resp.Plan.Raw.Equal(req.State.Raw) {
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &status)...)
+	}
 }
 
 func expandDeployment(m deploymentModel) *api.Deployment {

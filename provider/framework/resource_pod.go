@@ -32,6 +32,7 @@ var (
 	_ resource.ResourceWithImportState      = (*podResource)(nil)
 	_ resource.ResourceWithValidateConfig   = (*podResource)(nil)
 	_ resource.ResourceWithConfigValidators = (*podResource)(nil)
+	_ resource.ResourceWithModifyPlan       = (*podResource)(nil)
 )
 
 // NewPodResource returns the berth_pod resource: a single pod, immutable
@@ -113,6 +114,31 @@ func (r *podResource) ValidateConfig(ctx context.Context, req resource.ValidateC
 		return // parts are unknown; the control plane validates at apply
 	}
 	resp.Diagnostics.Append(validateObject(ctx, expandPod(m), req.Config, podFields)...)
+}
+
+// ModifyPlan keeps the prior spelling of unchanged quantities and replaces
+// the pod when its containers change.
+func (r *podResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || req.State.Raw.IsNull() {
+		return
+	}
+	var plan, state podModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	keepQuantitySpelling(plan.Containers, state.Containers)
+	// In place, only Terraform-side settings change, so what the control
+	// plane reports stays as it is.
+	plan.Phase = state.Phase
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+	var planned, prior types.List
+	resp.Diagnostics.Append(resp.Plan.GetAttribute(ctx, path.Root("containers"), &planned)...)
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("containers"), &prior)...)
+	if !planned.Equal(prior) {
+		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("containers"))
+	}
 }
 
 func expandPod(m podModel) *api.Pod {
