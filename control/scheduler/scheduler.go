@@ -33,6 +33,10 @@ type Options struct {
 	// RetryInterval is how often unschedulable pods are tried again even
 	// when nothing seems to have changed (default 30 s).
 	RetryInterval time.Duration
+	// Binders is how many bindings may be in flight at once (default 16):
+	// decisions are made one at a time, the API writes that carry them
+	// out overlap.
+	Binders int
 }
 
 // Name is the scheduler's name in events and conditions.
@@ -50,6 +54,9 @@ type Scheduler struct {
 	mu            sync.Mutex
 	cache         *Cache
 	unschedulable map[string]bool
+
+	binders  chan struct{}
+	inFlight sync.WaitGroup
 }
 
 // New makes a scheduler fed by a pod informer and a node informer (of all
@@ -62,11 +69,15 @@ func New(cli *client.Client, pods, nodes *client.Informer, opts Options) *Schedu
 	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = 30 * time.Second
 	}
+	if opts.Binders <= 0 {
+		opts.Binders = 16
+	}
 	s := &Scheduler{
 		cli: cli, pods: pods, nodes: nodes, opts: opts,
 		log:   opts.Logger.With("component", "scheduler"),
 		queue: client.NewWorkQueue(), cache: NewCache(),
 		unschedulable: map[string]bool{},
+		binders:       make(chan struct{}, opts.Binders),
 	}
 	pods.AddHandler(client.Handler{
 		OnAdd:    func(o api.Object) { s.podChanged(nil, o.(*api.Pod)) },
@@ -184,8 +195,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 	}()
 	// One worker: decisions are made one at a time against one cache, so
-	// a decision always sees the bindings before it.
+	// a decision always sees the bindings before it (they are assumed in
+	// the cache before their writes are sent).
 	s.queue.Run(ctx, 1, s.log, s.scheduleOne)
+	s.inFlight.Wait()
 	return nil
 }
 
@@ -212,18 +225,41 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	if fitErr != nil {
 		return s.markUnschedulable(ctx, key, pod, fitErr)
 	}
-	if err := s.bind(ctx, pod, node); err != nil {
-		s.mu.Lock()
-		s.cache.RemovePod(key)
-		s.mu.Unlock()
-		if api.IsConflict(err) || api.IsNotFound(err) {
-			// Changed or gone meanwhile: the informer brings the news and
-			// the handler queues it again if it still needs a node.
-			return nil
-		}
-		return err
+	select {
+	case s.binders <- struct{}{}:
+	case <-ctx.Done():
+		s.forget(key)
+		return nil
 	}
+	s.inFlight.Go(func() {
+		defer func() { <-s.binders }()
+		err := s.bind(ctx, pod, node)
+		if err == nil {
+			return
+		}
+		s.forget(key)
+		switch {
+		case api.IsNotFound(err) || ctx.Err() != nil:
+			return
+		case api.IsConflict(err):
+			// Changed meanwhile (perhaps bound elsewhere): decide again
+			// from the cache, which the change reaches first or next.
+			s.queue.AddRateLimited(key)
+			return
+		}
+		s.log.Warn("binding failed; retrying", "pod", key, "node", node, "err", err)
+		s.queue.AddRateLimited(key)
+	})
 	return nil
+}
+
+// forget drops an assumed binding that did not happen.
+func (s *Scheduler) forget(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if acc, ok := s.cache.pods[key]; ok && acc.assumed {
+		s.cache.RemovePod(key)
+	}
 }
 
 // bind sets the pod's node (compare-and-swap on its resourceVersion) and

@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/berth-io/berth/control/api"
@@ -109,4 +111,59 @@ func TestSchedulerBindsSpreadsAndRetriesUnschedulablePods(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait("picky bound to b", func() bool { return get("picky").Spec.NodeName == "b" })
+}
+
+func TestTwoSchedulersNeverBindAPodTwice(t *testing.T) {
+	srv, err := clienttest.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cli := srv.Client()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for _, n := range []string{"a", "b", "c"} {
+		if err := cli.Create(ctx, node(n, true, "100", "100Gi", "200", nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pk, _ := api.LookupKind("Pod")
+	nk, _ := api.LookupKind("Node")
+	w, err := cli.Watch(ctx, pk, client.WatchOptions{ResourceVersion: srv.ResourceVersion()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range 2 {
+		pods := client.NewInformer(cli, pk, client.InformerOptions{})
+		nodes := client.NewInformer(cli, nk, client.InformerOptions{})
+		s := New(cli, pods, nodes, Options{})
+		wg.Go(func() { pods.Run(ctx) })
+		wg.Go(func() { nodes.Run(ctx) })
+		wg.Go(func() { _ = s.Run(ctx) })
+	}
+	const n = 60
+	for i := range n {
+		if err := cli.Create(ctx, pod(fmt.Sprintf("p%02d", i), "web", "10m", "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	boundTo := map[string]string{}
+	for len(boundTo) < n {
+		ev, ok := <-w.Events()
+		if !ok {
+			t.Fatalf("watch ended: %v", w.Err())
+		}
+		p, isPod := ev.Object.(*api.Pod)
+		if !isPod || p.Spec.NodeName == "" {
+			continue
+		}
+		if prev, seen := boundTo[p.Metadata.Name]; seen && prev != p.Spec.NodeName {
+			t.Fatalf("pod %s was bound to %s and then to %s", p.Metadata.Name, prev, p.Spec.NodeName)
+		}
+		boundTo[p.Metadata.Name] = p.Spec.NodeName
+	}
+	cancel()
 }
