@@ -27,8 +27,29 @@ var (
 )
 
 // promoteRetryInterval is how often Promote asks again while the learner
-// catches up.
+// catches up, and AddLearner and RemoveMember while etcd reports the
+// cluster unhealthy.
 const promoteRetryInterval = 200 * time.Millisecond
+
+// retryUnhealthy calls op until it returns anything but etcd's "unhealthy
+// cluster" answer, or ctx ends. etcd gives that answer to membership changes
+// until the member has been connected to its peers for five seconds, so it
+// is expected right after a previous change.
+func retryUnhealthy(ctx context.Context, op func() error) error {
+	tick := time.NewTicker(promoteRetryInterval)
+	defer tick.Stop()
+	for {
+		err := op()
+		if !errors.Is(err, rpctypes.ErrUnhealthy) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (etcd kept answering until the deadline): %w", err, context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
 
 // Member is one etcd cluster member as the cluster sees it.
 type Member struct {
@@ -95,16 +116,23 @@ func initialCluster(members []*etcdserverpb.Member, newID uint64, name string) s
 // peerURLs, and returns it with the initial-cluster string the new member
 // must start with (ClusterState ExistingCluster). If a member with exactly
 // these peer URLs already exists (a re-run of the same join), that member is
-// returned instead of an error.
+// returned instead of an error. While etcd answers that the cluster is
+// unhealthy (as it does for a few seconds after a membership change), it
+// asks again until ctx ends.
 func AddLearner(ctx context.Context, cli *clientv3.Client, name string, peerURLs []string) (Member, string, error) {
 	if name == "" || len(peerURLs) == 0 {
 		return Member{}, "", errors.New("add etcd learner: need a name and peer urls")
 	}
-	resp, err := cli.MemberAddAsLearner(ctx, peerURLs)
+	var resp *clientv3.MemberAddResponse
+	err := retryUnhealthy(ctx, func() error {
+		var err error
+		resp, err = cli.MemberAddAsLearner(ctx, peerURLs)
+		return err
+	})
 	if err == nil {
 		return memberFromPB(resp.Member), initialCluster(resp.Members, resp.Member.ID, name), nil
 	}
-	if !errors.Is(err, rpctypes.ErrPeerURLExist) {
+	if !errors.Is(err, rpctypes.ErrPeerURLExist) && !errors.Is(err, rpctypes.ErrMemberExist) {
 		return Member{}, "", fmt.Errorf("add etcd learner %q at %v: %w", name, peerURLs, err)
 	}
 	list, lerr := cli.MemberList(ctx)
@@ -174,7 +202,9 @@ func (e *QuorumError) Is(target error) bool { return target == ErrWouldBreakQuor
 // it checks every other voter's health (a status request each, with
 // StatusTimeout) and refuses with a *QuorumError when the healthy ones would
 // not be a majority of the voters that remain. Removing a learner is always
-// allowed. An unknown ID gives ErrMemberNotFound.
+// allowed. An unknown ID gives ErrMemberNotFound. etcd applies its own,
+// stricter check (peers connected for five seconds); while it answers that
+// the cluster is unhealthy, RemoveMember asks again until ctx ends.
 func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 	list, err := cli.MemberList(ctx)
 	if err != nil {
@@ -206,7 +236,11 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 			return qe
 		}
 	}
-	if _, err := cli.MemberRemove(ctx, id); err != nil {
+	err = retryUnhealthy(ctx, func() error {
+		_, err := cli.MemberRemove(ctx, id)
+		return err
+	})
+	if err != nil {
 		if errors.Is(err, rpctypes.ErrMemberNotFound) {
 			return fmt.Errorf("remove etcd member %x: %w", id, ErrMemberNotFound)
 		}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,11 +19,65 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
 )
 
 // ErrStopped is reported on Server.Err when the member stops on its own,
 // for example after it was removed from the cluster.
 var ErrStopped = errors.New("etcd member stopped")
+
+// ErrDataDirInUse is returned by Start when another member (in this process
+// or another) holds the data directory.
+var ErrDataDirInUse = errors.New("etcd data dir in use by another member")
+
+// checkDataDirFree tries, without waiting, the lock etcd's database takes,
+// because etcd itself would wait for it forever.
+func checkDataDirFree(dir string) error {
+	db := filepath.Join(dir, "member", "snap", "db")
+	f, err := os.Open(db)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check data dir: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("%s: %w", dir, ErrDataDirInUse)
+		}
+		return fmt.Errorf("check data dir: lock %s: %w", db, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_UN); err != nil {
+		return fmt.Errorf("check data dir: unlock %s: %w", db, err)
+	}
+	return nil
+}
+
+// startEtcd runs embed.StartEtcd, which does not take a context, so that
+// ctx still bounds it; a member that starts after ctx ended is closed.
+func startEtcd(ctx context.Context, ec *embed.Config) (*embed.Etcd, error) {
+	type result struct {
+		e   *embed.Etcd
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		e, err := embed.StartEtcd(ec)
+		done <- result{e, err}
+	}()
+	select {
+	case r := <-done:
+		return r.e, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.err == nil {
+				r.e.Close()
+			}
+		}()
+		return nil, fmt.Errorf("not started: %w", context.Cause(ctx))
+	}
+}
 
 // dialTimeout bounds establishing a client connection; requests are bounded
 // by their own contexts.
@@ -255,11 +311,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		return nil, fmt.Errorf("start etcd member %q: %w", cfg.Name, err)
 	}
+	if err := checkDataDirFree(cfg.DataDir); err != nil {
+		return fail(err)
+	}
 	ec, reservations, err := cfg.embedConfig(tlsDir, lg)
 	if err != nil {
 		return fail(err)
 	}
-	e, err := embed.StartEtcd(ec)
+	e, err := startEtcd(ctx, ec)
 	relErr := releaseAll(reservations)
 	if err != nil {
 		return fail(err)
