@@ -54,11 +54,12 @@ func reservePort(host string, port int) (*PortReservation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reserve port on %s: socket: %w", host, err)
 	}
-	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1); err != nil {
-			_ = unix.Close(fd)
-			return nil, fmt.Errorf("reserve port on %s: setsockopt: %w", host, err)
-		}
+	// SO_REUSEPORT only: with SO_REUSEADDR too, Linux would let any
+	// SO_REUSEADDR listener (every Go listener) bind the port, since the
+	// reservation does not listen.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("reserve port on %s: setsockopt: %w", host, err)
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		_ = unix.Close(fd)
