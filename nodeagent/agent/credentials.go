@@ -74,23 +74,18 @@ func writeSecret(path string, data []byte) error {
 	return nil
 }
 
-// servingCSR asks for the agent's serving certificate: the node's identity
-// with its address (and name) as subject alternative names. pki.NewCSR
-// refuses SANs on node identities, so the request is built here.
+// servingCSR asks for the agent's serving certificate: the node's serving
+// identity with its address and name as subject alternative names.
 func servingCSR(key *ecdsa.PrivateKey, cfg Config) ([]byte, error) {
-	subject, err := pki.NodeIdentity(cfg.NodeName).Subject()
-	if err != nil {
-		return nil, fmt.Errorf("serving csr: %w", err)
-	}
-	tmpl := &x509.CertificateRequest{Subject: subject, DNSNames: []string{cfg.NodeName}}
+	var ips []net.IP
 	if ip := net.ParseIP(cfg.InternalIP); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
+		ips = []net.IP{ip}
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	csr, err := pki.NewCSR(key, pki.NodeServerIdentity(cfg.NodeName, []string{cfg.NodeName}, ips))
 	if err != nil {
 		return nil, fmt.Errorf("serving csr: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+	return csr, nil
 }
 
 // newKeys makes fresh client and serving keys and their requests.
