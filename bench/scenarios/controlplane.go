@@ -45,6 +45,8 @@ type devPlane struct {
 // startDevPlane runs control/plane in dev mode on loopback and waits until
 // its admin client configuration is written and the API is ready.
 // controllers false runs an API-only plane (no scheduler, no controllers).
+// The cluster CIDR is a /12 so that a thousand simulated nodes each get
+// their /24 (only allocated in the store: nothing is routed).
 func startDevPlane(ctx context.Context, controllers bool) (*devPlane, error) {
 	dir, err := os.MkdirTemp("", "berth-bench-plane-")
 	if err != nil {
@@ -52,7 +54,8 @@ func startDevPlane(ctx context.Context, controllers bool) (*devPlane, error) {
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	p := &devPlane{dir: dir, cancel: cancel, done: make(chan error, 1)}
-	cfg := plane.Config{Name: "bench", DataDir: dir, ListenAddress: "127.0.0.1:0", Dev: true, DisableControllers: !controllers}
+	cfg := plane.Config{Name: "bench", DataDir: dir, ListenAddress: "127.0.0.1:0", Dev: true, DisableControllers: !controllers,
+		ClusterCIDR: "10.64.0.0/12"}
 	go func() { p.done <- plane.Run(pctx, cfg, nil) }()
 
 	adminPath := filepath.Join(dir, "admin.json")
