@@ -192,14 +192,16 @@ type rolloutOutcome struct {
 // live now and carries the failing pods' evidence.
 func waitRollout(ctx context.Context, cli *client.Client, ns, name string, generation int64) rolloutOutcome {
 	var d api.Deployment
+	seen := &failureLog{byPod: map[string]string{}}
 	for {
 		if err := cli.Get(ctx, ns, name, &d); err == nil && d.Status.ObservedGeneration >= generation {
 			switch d.Status.RolloutState {
 			case api.RolloutComplete:
 				return rolloutOutcome{deployment: &d}
 			case api.RolloutRolledBack, api.RolloutPaused, api.RolloutFailed:
-				return rolloutOutcome{deployment: &d, err: rolloutError(ctx, cli, &d)}
+				return rolloutOutcome{deployment: &d, err: rolloutError(ctx, cli, &d, seen)}
 			}
+			seen.record(ctx, cli, &d)
 			if d.Spec.Paused {
 				// Paused by the user: there is nothing to wait for.
 				return rolloutOutcome{deployment: &d}
@@ -217,7 +219,7 @@ func waitRollout(ctx context.Context, cli *client.Client, ns, name string, gener
 			}
 			err := fmt.Errorf("rollout of deployment %s/%s did not finish in time: revision %d is desired, revision %d is live, %d of %d replicas updated and %d available (%s)\n\n%s",
 				ns, name, d.Status.DesiredRevision, d.Status.LiveRevision, d.Status.UpdatedReplicas, replicasOf(&d), d.Status.AvailableReplicas,
-				orDash(d.Status.Message), failingPodsEvidence(context.WithoutCancel(ctx), cli, &d))
+				orDash(d.Status.Message), failingPodsEvidence(context.WithoutCancel(ctx), cli, &d, seen))
 			return rolloutOutcome{deployment: &d, err: err}
 		}
 	}
@@ -231,7 +233,7 @@ func replicasOf(d *api.Deployment) int32 {
 }
 
 // rolloutError says what is live after a failed rollout and why it failed.
-func rolloutError(ctx context.Context, cli *client.Client, d *api.Deployment) error {
+func rolloutError(ctx context.Context, cli *client.Client, d *api.Deployment, seen *failureLog) error {
 	s := d.Status
 	key := d.Metadata.Namespace + "/" + d.Metadata.Name
 	var what string
@@ -243,25 +245,33 @@ func rolloutError(ctx context.Context, cli *client.Client, d *api.Deployment) er
 	default:
 		what = fmt.Sprintf("the rollout of revision %d of deployment %s failed: revision %d is live", s.FailedRevision, key, s.LiveRevision)
 	}
-	return fmt.Errorf("%s.\n\nWhy: %s\n\n%s", what, orDash(s.Message), failingPodsEvidence(ctx, cli, d))
+	return fmt.Errorf("%s.\n\nWhy: %s\n\n%s", what, orDash(s.Message), failingPodsEvidence(ctx, cli, d, seen))
 }
 
 // failingPodsEvidence collects the evidence of a deployment's pods that
 // are not ready, and the warning events of its pods that are already gone.
-func failingPodsEvidence(ctx context.Context, cli *client.Client, d *api.Deployment) string {
+func failingPodsEvidence(ctx context.Context, cli *client.Client, d *api.Deployment, seen *failureLog) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), evidenceTimeout)
 	defer cancel()
 	var b strings.Builder
 	var pods api.PodList
+	shown := map[string]bool{}
 	if err := cli.List(ctx, &pods, client.ListOptions{Namespace: d.Metadata.Namespace, Labels: d.Spec.Selector}); err == nil {
-		n := 0
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			if api.IsPodReady(p) || api.IsPodTerminating(p) || n >= 3 {
+			if api.IsPodReady(p) || api.IsPodTerminating(p) || len(shown) >= 3 {
 				continue
 			}
-			n++
+			shown[p.Metadata.Name] = true
 			b.WriteString(podEvidence(ctx, cli, p))
+		}
+	}
+	// Pods the controller removed (rolled back) keep the evidence seen
+	// while they failed.
+	for _, name := range seen.order {
+		if !shown[name] && len(shown) < 3 {
+			shown[name] = true
+			b.WriteString("(seen while the rollout ran) " + seen.byPod[name])
 		}
 	}
 	if evs := eventsFor(ctx, cli, d.Metadata.Namespace, "Pod", d.Metadata.Name+"-"); evs != "" {
@@ -274,4 +284,33 @@ func failingPodsEvidence(ctx context.Context, cli *client.Client, d *api.Deploym
 		return "No failing pod or event is left to show."
 	}
 	return b.String()
+}
+
+// failureLog remembers the evidence of pods seen failing during a rollout,
+// since a rollback deletes them before the outcome is known.
+type failureLog struct {
+	order []string
+	byPod map[string]string
+}
+
+// record lists the deployment's pods and keeps the evidence of each newly
+// failing one.
+func (f *failureLog) record(ctx context.Context, cli *client.Client, d *api.Deployment) {
+	if len(f.order) >= 3 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	var pods api.PodList
+	if err := cli.List(rctx, &pods, client.ListOptions{Namespace: d.Metadata.Namespace, Labels: d.Spec.Selector}); err != nil {
+		return
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if _, ok := f.byPod[p.Metadata.Name]; ok || podFailure(p) == "" || len(f.order) >= 3 {
+			continue
+		}
+		f.byPod[p.Metadata.Name] = podEvidence(ctx, cli, p)
+		f.order = append(f.order, p.Metadata.Name)
+	}
 }

@@ -53,6 +53,13 @@ func accPrereqs(t *testing.T) {
 	t.Setenv("TF_ACC_TERRAFORM_PATH", tf)
 	t.Setenv("CHECKPOINT_DISABLE", "1")
 	t.Setenv("TF_IN_AUTOMATION", "1")
+	// An empty CLI configuration: no provider installation rules from the
+	// developer's machine, and no warning about a missing ~/.terraformrc.
+	rc := filepath.Join(t.TempDir(), "terraformrc")
+	if err := os.WriteFile(rc, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TF_CLI_CONFIG_FILE", rc)
 }
 
 // startCluster runs a control plane on a temporary directory and nodes

@@ -128,7 +128,7 @@ func TestAccPodThatCannotStartFailsWithItsReasons(t *testing.T) {
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
 		Steps: []resource.TestStep{{
-			Config:      c.providerConfig() + `resource "berth_pod" "web" {
+			Config: c.providerConfig() + `resource "berth_pod" "web" {
   name       = "web"
   containers = [{ name = "web", image = "registry.example/web:bad" }]
 }
