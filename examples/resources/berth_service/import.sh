@@ -1,0 +1,2 @@
+# Services import by namespace/name.
+terraform import berth_service.web default/web
