@@ -83,24 +83,25 @@ func attributePath(field string, prefixes []fieldPrefix) (path.Path, bool) {
 		return path.Empty(), false
 	}
 	var segs []string
-	if base != "" {
-		segs = append(segs, base)
-	}
 	if rest != "" {
-		segs = append(segs, strings.Split(rest, ".")...)
+		segs = strings.Split(rest, ".")
 	}
-	if len(segs) == 0 {
+	if base == "" && len(segs) == 0 {
 		return path.Empty(), false
 	}
 	var p path.Path
-	for i, seg := range segs {
+	started := false
+	if base != "" {
+		p, started = path.Root(base), true
+	}
+	for _, seg := range segs {
 		m := segmentRE.FindStringSubmatch(seg)
 		if m == nil {
 			return path.Empty(), false
 		}
 		name := snake(m[1])
-		if i == 0 {
-			p = path.Root(name)
+		if !started {
+			p, started = path.Root(name), true
 		} else {
 			p = p.AtName(name)
 		}
