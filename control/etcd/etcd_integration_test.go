@@ -444,3 +444,69 @@ func TestIntegrationClientTLSWithClusterCertificates(t *testing.T) {
 		})
 	}
 }
+
+func TestIntegrationMembersJoinOverMutualTLS(t *testing.T) {
+	prereq.Integration(t)
+	ctx := testContext(t)
+	ca, err := pki.NewCA("berth test ca", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loopback := []net.IP{net.ParseIP("127.0.0.1")}
+	names := []string{"cp-1", "cp-2"}
+	allowed := []string{pki.ServerIdentity("cp-1", nil, nil).String(), pki.ServerIdentity("cp-2", nil, nil).String()}
+	tlsFor := func(name string) (client, peer *etcd.TLSConfig) {
+		serverKP, err := ca.Issue(pki.ServerIdentity(name, nil, loopback), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peerKP, err := ca.Issue(pki.EtcdPeerIdentity(name, nil, loopback), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &etcd.TLSConfig{CertPEM: serverKP.CertPEM, KeyPEM: serverKP.KeyPEM, CAPEM: ca.CertPEM(), AllowedCNs: allowed},
+			&etcd.TLSConfig{CertPEM: peerKP.CertPEM, KeyPEM: peerKP.KeyPEM, CAPEM: ca.CertPEM()}
+	}
+
+	cfg1 := baseConfig(t, names[0], filepath.Join(t.TempDir(), names[0]))
+	cfg1.ListenClientURLs = []string{"https://127.0.0.1:0"}
+	cfg1.ListenPeerURLs = []string{"https://127.0.0.1:0"}
+	cfg1.ClientTLS, cfg1.PeerTLS = tlsFor(names[0])
+	s1 := start(t, ctx, cfg1)
+	cli := s1.Client()
+
+	peer, client := reserve(t), reserve(t)
+	m, initial, err := etcd.AddLearner(ctx, cli, names[1], []string{peer.URL("https")})
+	if err != nil {
+		t.Fatalf("AddLearner: %v", err)
+	}
+	cfg2 := baseConfig(t, names[1], filepath.Join(t.TempDir(), names[1]))
+	cfg2.ListenClientURLs = []string{client.URL("https")}
+	cfg2.ListenPeerURLs = []string{peer.URL("https")}
+	cfg2.InitialCluster = initial
+	cfg2.ClusterState = etcd.ExistingCluster
+	cfg2.ReusePort = true
+	cfg2.ClientTLS, cfg2.PeerTLS = tlsFor(names[1])
+	s2 := start(t, ctx, cfg2)
+	_, _ = peer.Release(), client.Release()
+
+	if err := etcd.WaitCaughtUp(ctx, cli, m.ID); err != nil {
+		t.Fatalf("WaitCaughtUp: %v", err)
+	}
+	if err := etcd.Promote(ctx, cli, m.ID); err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	if _, err := s2.Client().Put(ctx, "/over/tls", "replicated"); err != nil {
+		t.Fatalf("put through cp-2: %v", err)
+	}
+	if got := get(t, ctx, cli, "/over/tls"); got != "replicated" {
+		t.Fatalf("cp-1 reads /over/tls = %q, want replicated", got)
+	}
+	h, err := etcd.Health(ctx, cli)
+	if err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	if !h.Quorum || h.Voters != 2 || h.HealthyVoters != 2 {
+		t.Fatalf("Health = %+v, want two healthy voters", h)
+	}
+}

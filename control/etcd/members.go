@@ -154,7 +154,9 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, name string, peerURLs
 // Promote makes the learner id a voting member. While etcd answers that the
 // learner has not caught up, it asks again until ctx ends, and then returns
 // an error wrapping both ErrLearnerNotReady and the context's error.
-// Promoting a member that is already a voter succeeds.
+// It returns once the member itself reports that it is a voter, so requests
+// sent to it next are served. Promoting a member that is already a voter
+// succeeds.
 func Promote(ctx context.Context, cli *clientv3.Client, id uint64) error {
 	tick := time.NewTicker(promoteRetryInterval)
 	defer tick.Stop()
@@ -162,7 +164,7 @@ func Promote(ctx context.Context, cli *clientv3.Client, id uint64) error {
 		_, err := cli.MemberPromote(ctx, id)
 		switch {
 		case err == nil, errors.Is(err, rpctypes.ErrMemberNotLearner):
-			return nil
+			return waitVoter(ctx, cli, id)
 		case errors.Is(err, rpctypes.ErrMemberNotFound):
 			return fmt.Errorf("promote etcd member %x: %w", id, ErrMemberNotFound)
 		case !errors.Is(err, rpctypes.ErrMemberLearnerNotReady):
@@ -247,4 +249,37 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 		return fmt.Errorf("remove etcd member %x (%s): %w", id, target.Name, err)
 	}
 	return nil
+}
+
+// waitVoter waits until member id's own status says it is no longer a
+// learner: the promotion is committed before the member applies it.
+func waitVoter(ctx context.Context, cli *clientv3.Client, id uint64) error {
+	tick := time.NewTicker(waitInterval)
+	defer tick.Stop()
+	last := "no status yet"
+	for {
+		members, err := ListMembers(ctx, cli)
+		if err != nil {
+			last = err.Error()
+		}
+		for _, m := range members {
+			if m.ID != id {
+				continue
+			}
+			st := memberStatusOf(ctx, cli, m)
+			switch {
+			case st.resp != nil && !st.resp.IsLearner:
+				return nil
+			case st.err != nil:
+				last = st.err.Error()
+			default:
+				last = "still a learner"
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("promote etcd member %x: promoted, but the member has not applied it: %s: %w", id, last, context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
 }

@@ -391,6 +391,13 @@ func (s *Server) forward() {
 	case <-s.etcd.Server.StopNotify():
 		err = ErrStopped
 	}
+	// Close closes stop before stopping etcd, so a stop that Close caused is
+	// never reported.
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
 	s.errc <- fmt.Errorf("etcd member %q: %w", s.etcd.Config().Name, err)
 }
 
