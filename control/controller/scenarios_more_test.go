@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"strings"
 	"time"
 
 	"testing"
@@ -213,4 +214,63 @@ func runSilentNode(c *cluster) {
 			}
 		}
 	}
+}
+
+func TestReturningToAnOldTemplateRenumbersItsRevision(t *testing.T) {
+	runReturnToOldTemplate(fakeCluster(t))
+}
+
+func TestIntegrationReturningToAnOldTemplateRenumbersItsRevision(t *testing.T) {
+	runReturnToOldTemplate(realCluster(t))
+}
+
+func runReturnToOldTemplate(c *cluster) {
+	c.nodes(simnode.Options{}, "n1", "n2")
+	c.control(fastOptions("cp1"))
+	if err := c.cli.Create(c.ctx, webDeployment("web", 2, "registry.example/web:1")); err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitFor("revision 1 live", func() bool { return complete(c.deployment("web"), 1) })
+	setImage := func(img string) {
+		d := c.deployment("web")
+		d.Spec.Template.Spec.Containers[0].Image = img
+		if err := c.cli.Update(c.ctx, d); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	setImage("registry.example/web:2")
+	c.waitFor("revision 2 live", func() bool { return complete(c.deployment("web"), 2) })
+	setImage("registry.example/web:1")
+	c.waitFor("the first template live again as revision 3", func() bool { return complete(c.deployment("web"), 3) })
+	var revs api.RevisionList
+	if err := c.cli.List(c.ctx, &revs, client.ListOptions{Namespace: "default"}); err != nil {
+		c.t.Fatal(err)
+	}
+	numbers := map[string]int64{}
+	for _, r := range revs.Items {
+		numbers[r.Template.Spec.Containers[0].Image] = r.Number
+	}
+	if len(revs.Items) != 2 || numbers["registry.example/web:1"] != 3 || numbers["registry.example/web:2"] != 2 {
+		c.t.Fatalf("revisions by image %v (%d objects): the returning template must reuse its revision, renumbered 3", numbers, len(revs.Items))
+	}
+	for _, p := range c.pods(map[string]string{"app": "web"}) {
+		if api.IsPodTerminating(&p) {
+			continue
+		}
+		if got := p.Metadata.Annotations[api.AnnotationRevision]; got != "3" {
+			c.t.Fatalf("pod %s carries revision %q, want 3", p.Metadata.Name, got)
+		}
+	}
+	// And "undo" means the one before again.
+	d, err := c.cli.Rollback(c.ctx, "default", "web", 0)
+	if err != nil {
+		if api.ReasonOf(err) == api.ReasonNotFound && strings.Contains(err.Error(), "no such path") {
+			return // the fake API has no rollback endpoint
+		}
+		c.t.Fatal(err)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:2" {
+		c.t.Fatalf("undo after returning to revision 1's template set image %q, want revision 2's", img)
+	}
+	c.waitFor("revision 2 renumbered 4 and live", func() bool { return complete(c.deployment("web"), 4) })
 }

@@ -6,6 +6,11 @@
 // progress deadline passes. It records every template as a numbered
 // Revision, keyed by api.TemplateHash, and reports the rollout in status.
 //
+// When a template returns to an earlier revision's (a user's rollback), that
+// revision is renumbered as the newest, as Kubernetes does, so revision
+// numbers always order rollouts. An automatic rollback by the failure
+// policy keeps the live revision's number: it is still what serves.
+//
 // It must never touch pods it does not control (by owner UID), and never
 // act on a deployment that is being deleted (the garbage collector removes
 // its pods and revisions).
@@ -204,6 +209,18 @@ func (c *Controller) syncOnce(ctx context.Context, key string) error {
 			return err
 		}
 		revs = append(revs, desired)
+	} else if st.DesiredRevision != 0 && st.DesiredRevision != desired.Number && desired.Number < newest(revs) {
+		// The template went back to an older revision's: that revision
+		// becomes the newest again, as in Kubernetes, so "undo" keeps
+		// meaning "the one before".
+		if desired, err = c.renumber(ctx, d, desired, newest(revs)+1); err != nil {
+			return err
+		}
+		for i, r := range revs {
+			if r.Metadata.Name == desired.Metadata.Name {
+				revs[i] = desired
+			}
+		}
 	}
 	byHash := map[string]int64{}
 	for _, r := range revs {
@@ -442,6 +459,45 @@ func (c *Controller) revisionsOf(d *api.Deployment) []*api.Revision {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
 	return out
+}
+
+// newest returns the highest revision number.
+func newest(revs []*api.Revision) int64 {
+	var n int64
+	for _, r := range revs {
+		n = max(n, r.Number)
+	}
+	return n
+}
+
+// renumber gives an existing revision a new number, and its pods the
+// matching annotation (best effort: the annotation is for people).
+func (c *Controller) renumber(ctx context.Context, d *api.Deployment, rev *api.Revision, number int64) (*api.Revision, error) {
+	r := client.DeepCopy(rev)
+	old := r.Number
+	r.Number = number
+	if err := c.cli.Update(ctx, r); err != nil {
+		if api.IsConflict(err) {
+			return nil, errStale
+		}
+		return nil, fmt.Errorf("renumber revision %d of deployment %s: %w", old, client.ObjectKey(d), err)
+	}
+	c.log.Info("template returned to an earlier revision; renumbered it", "deployment", client.ObjectKey(d), "from", old, "to", number)
+	for _, o := range c.pods.ByIndex(client.IndexControllerUID, d.Metadata.UID) {
+		p := o.(*api.Pod)
+		if p.Metadata.Labels[api.LabelTemplateHash] != r.TemplateHash || api.IsPodTerminating(p) {
+			continue
+		}
+		cp := client.DeepCopy(p)
+		if cp.Metadata.Annotations == nil {
+			cp.Metadata.Annotations = map[string]string{}
+		}
+		cp.Metadata.Annotations[api.AnnotationRevision] = strconv.FormatInt(number, 10)
+		if err := c.cli.Update(ctx, cp); err != nil && !api.IsConflict(err) && !api.IsNotFound(err) {
+			c.log.Warn("could not update the revision annotation of a pod", "pod", client.ObjectKey(p), "err", err)
+		}
+	}
+	return r, nil
 }
 
 func findHash(revs []*api.Revision, hash string) *api.Revision {
