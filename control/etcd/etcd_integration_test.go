@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -442,6 +443,9 @@ func TestIntegrationClientTLSWithClusterCertificates(t *testing.T) {
 				if err == nil {
 					_ = cli.Close()
 					t.Fatal("Connect succeeded, want a refusal")
+				}
+				if !strings.Contains(err.Error(), "tls:") {
+					t.Errorf("refusal %q does not explain the tls failure", err)
 				}
 				return
 			}

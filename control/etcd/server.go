@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -454,7 +455,9 @@ type ExternalConfig struct {
 
 // Connect returns a client for an external etcd cluster, once one endpoint
 // has answered a status request within ctx (so a wrong address or
-// certificate fails here, not on first use). Close the client when done.
+// certificate fails here, not on first use). When none answers, the error
+// names each endpoint and, for https, the TLS error a fresh handshake gives
+// (a bounded extra check). Close the client when done.
 func Connect(ctx context.Context, cfg ExternalConfig) (*clientv3.Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("connect to etcd: no endpoints")
@@ -471,6 +474,9 @@ func Connect(ctx context.Context, cfg ExternalConfig) (*clientv3.Client, error) 
 	var errs []error
 	for _, ep := range cfg.Endpoints {
 		if _, err := cli.Status(ctx, ep); err != nil {
+			if why := diagnoseTLS(ctx, ep, cfg.TLS); why != nil {
+				err = fmt.Errorf("%w (%v)", err, why)
+			}
 			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
 			continue
 		}
@@ -478,4 +484,41 @@ func Connect(ctx context.Context, cfg ExternalConfig) (*clientv3.Client, error) 
 	}
 	_ = cli.Close()
 	return nil, fmt.Errorf("connect to etcd: no endpoint answered: %w", errors.Join(errs...))
+}
+
+// diagnoseTimeout bounds the TLS handshake Connect makes to explain a failed
+// endpoint; it runs after the caller's deadline may have passed.
+const diagnoseTimeout = 2 * time.Second
+
+// diagnoseTLS explains why an https endpoint refused a client, which gRPC
+// reports only as a timeout: it makes one TLS handshake and reads briefly, so
+// a rejected certificate on either side shows up as the TLS error.
+func diagnoseTLS(ctx context.Context, endpoint string, cfg *tls.Config) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Scheme != "https" || cfg == nil {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), diagnoseTimeout)
+	defer cancel()
+	tc := cfg.Clone()
+	if tc.ServerName == "" {
+		tc.ServerName = u.Hostname()
+	}
+	conn, err := (&tls.Dialer{Config: tc}).DialContext(dctx, "tcp", u.Host)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline, _ := dctx.Deadline()
+	_ = conn.SetReadDeadline(deadline)
+	// With TLS 1.3 the server's verdict on the client certificate arrives
+	// after the handshake; a server that accepted it just waits.
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil
+		}
+		return err
+	}
+	return nil
 }
