@@ -114,7 +114,7 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM([]byte(cfg.CACertificate)) {
 		return nil, errors.New("caCertificate holds no PEM certificate")
 	}
-	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, VerifyConnection: requireControlPlane}
 	if cfg.ClientCertificate != "" || cfg.ClientKey != "" {
 		cert, err := tls.X509KeyPair([]byte(cfg.ClientCertificate), []byte(cfg.ClientKey))
 		if err != nil {
@@ -123,6 +123,24 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// controlPlaneGroup is the organisation of every control-plane serving
+// certificate (pki.ServersGroup; the client may import only the API types).
+const controlPlaneGroup = "berth:control-plane"
+
+// requireControlPlane refuses a server whose certificate, though signed by
+// the cluster CA, is not a control-plane host's: a node agent's serving
+// certificate must never be able to pose as the API.
+func requireControlPlane(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the server presented no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	if len(leaf.Subject.Organization) != 1 || leaf.Subject.Organization[0] != controlPlaneGroup {
+		return fmt.Errorf("server %q is not a berth control-plane host (organisation %q)", leaf.Subject.CommonName, leaf.Subject.Organization)
+	}
+	return nil
 }
 
 func normalizeEndpoints(in []string) ([]string, error) {

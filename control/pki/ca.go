@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
@@ -237,6 +238,53 @@ func (ca *CA) SignNodeCSR(csrPEM []byte, nodeName string, validity time.Duration
 	}
 	return EncodeCert(cert), nil
 }
+
+// SignNodeServingCSR signs a node agent's request for its serving
+// certificate (RoleNodeServer for nodeName), returning it in PEM. The
+// certificate may name IP addresses and DNS names (the node's addresses),
+// but it only serves: it cannot authenticate as a client, and clients of the
+// API refuse it because it is not a control-plane identity. A request whose
+// subject is anything else, or that asks for e-mail or URI names or other
+// extensions, is refused with ErrCSRNotAllowed.
+func (ca *CA) SignNodeServingCSR(csrPEM []byte, nodeName string, validity time.Duration) ([]byte, error) {
+	csr, err := ParseCSR(csrPEM)
+	if err != nil {
+		return nil, fmt.Errorf("sign node serving csr for %q: %w", nodeName, err)
+	}
+	want := NodeServerIdentity(nodeName, csr.DNSNames, csr.IPAddresses)
+	if err := want.Validate(); err != nil {
+		return nil, fmt.Errorf("sign node serving csr: %w", err)
+	}
+	subject, err := want.Subject()
+	if err != nil {
+		return nil, err
+	}
+	s := csr.Subject
+	switch {
+	case s.CommonName != subject.CommonName:
+		err = fmt.Errorf("common name %q, want %q", s.CommonName, subject.CommonName)
+	case !slices.Equal(s.Organization, subject.Organization):
+		err = fmt.Errorf("organisation %q, want %q", s.Organization, subject.Organization)
+	case len(csr.EmailAddresses)+len(csr.URIs) > 0:
+		err = errors.New("e-mail or URI names requested")
+	}
+	for _, ext := range csr.Extensions {
+		// The SAN extension carries the addresses checked above.
+		if !ext.Id.Equal(oidSubjectAltName) {
+			err = fmt.Errorf("extension %v requested", ext.Id)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sign node serving csr for %q: %w: %v", nodeName, ErrCSRNotAllowed, err)
+	}
+	cert, err := ca.Sign(csr.PublicKey, want, validity)
+	if err != nil {
+		return nil, err
+	}
+	return EncodeCert(cert), nil
+}
+
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
 
 func checkNodeCSR(csr *x509.CertificateRequest, want Identity) error {
 	subject, err := want.Subject()

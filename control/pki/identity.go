@@ -27,6 +27,11 @@ const (
 	RoleServer Role = "server"
 	// RoleEtcdPeer is an etcd member talking to the other members.
 	RoleEtcdPeer Role = "etcd-peer"
+	// RoleNodeServer is a node agent's HTTPS server (logs, health), which
+	// the control plane calls. Its certificates serve and nothing else: they
+	// cannot authenticate a client, so a node's serving key never acts as
+	// the node.
+	RoleNodeServer Role = "node-server"
 )
 
 // Subject names: the common-name prefix and organisation (group) each role's
@@ -51,6 +56,12 @@ const (
 	EtcdPeerCommonNamePrefix = "berth:etcd:"
 	// EtcdPeersGroup is the organisation of every etcd peer certificate.
 	EtcdPeersGroup = "berth:etcd-peers"
+	// NodeServerCommonNamePrefix precedes the node name in an agent's
+	// serving certificate.
+	NodeServerCommonNamePrefix = "berth:node-server:"
+	// NodeServersGroup is the organisation of every agent serving
+	// certificate.
+	NodeServersGroup = "berth:node-servers"
 )
 
 // ErrNotBerthIdentity is returned by IdentityFromCert for a certificate whose
@@ -83,6 +94,12 @@ func NodeIdentity(name string) Identity { return Identity{Role: RoleNode, Name: 
 // DNS names and addresses.
 func ServerIdentity(name string, dnsNames []string, ips []net.IP) Identity {
 	return Identity{Role: RoleServer, Name: name, DNSNames: dnsNames, IPAddresses: ips}
+}
+
+// NodeServerIdentity names the HTTPS server of the agent on node name,
+// reachable on the given DNS names and addresses.
+func NodeServerIdentity(name string, dnsNames []string, ips []net.IP) Identity {
+	return Identity{Role: RoleNodeServer, Name: name, DNSNames: dnsNames, IPAddresses: ips}
 }
 
 // EtcdPeerIdentity names an etcd member reachable by its peers on the given
@@ -125,7 +142,9 @@ func (id Identity) Validate() error {
 	return nil
 }
 
-func (id Identity) serves() bool { return id.Role == RoleServer || id.Role == RoleEtcdPeer }
+func (id Identity) serves() bool {
+	return id.Role == RoleServer || id.Role == RoleEtcdPeer || id.Role == RoleNodeServer
+}
 
 func validName(name string) error {
 	if name == "" {
@@ -156,6 +175,8 @@ func (id Identity) commonName() (string, error) {
 		prefix = ServerCommonNamePrefix
 	case RoleEtcdPeer:
 		prefix = EtcdPeerCommonNamePrefix
+	case RoleNodeServer:
+		prefix = NodeServerCommonNamePrefix
 	default:
 		return "", fmt.Errorf("unknown role %q", id.Role)
 	}
@@ -175,6 +196,8 @@ func (id Identity) group() string {
 		return ServersGroup
 	case RoleEtcdPeer:
 		return EtcdPeersGroup
+	case RoleNodeServer:
+		return NodeServersGroup
 	}
 	return ""
 }
@@ -190,6 +213,9 @@ func (id Identity) Subject() (pkix.Name, error) {
 }
 
 func (id Identity) extKeyUsage() []x509.ExtKeyUsage {
+	if id.Role == RoleNodeServer {
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
 	if id.serves() {
 		return []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
@@ -217,6 +243,8 @@ func IdentityFromCert(cert *x509.Certificate) (Identity, error) {
 		id = Identity{Role: RoleServer, Name: strings.TrimPrefix(cn, ServerCommonNamePrefix)}
 	case strings.HasPrefix(cn, EtcdPeerCommonNamePrefix):
 		id = Identity{Role: RoleEtcdPeer, Name: strings.TrimPrefix(cn, EtcdPeerCommonNamePrefix)}
+	case strings.HasPrefix(cn, NodeServerCommonNamePrefix):
+		id = Identity{Role: RoleNodeServer, Name: strings.TrimPrefix(cn, NodeServerCommonNamePrefix)}
 	default:
 		return Identity{}, fmt.Errorf("read identity from %q: %w", cn, ErrNotBerthIdentity)
 	}

@@ -121,3 +121,26 @@ func CheckRevocation(cfg *tls.Config, isRevoked func(serial string) bool) {
 		return nil
 	}
 }
+
+// RequirePeer makes cfg refuse, during the handshake, a peer whose verified
+// leaf certificate's identity check rejects, so a client can insist on
+// talking to a control-plane host (RoleServer) or to a node agent
+// (RoleNodeServer) and not merely to anything the CA signed.
+func RequirePeer(cfg *tls.Config, check func(Identity) error) {
+	prev := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if prev != nil {
+			if err := prev(cs); err != nil {
+				return err
+			}
+		}
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("peer presented no certificate")
+		}
+		id, err := IdentityFromCert(cs.PeerCertificates[0])
+		if err != nil {
+			return err
+		}
+		return check(id)
+	}
+}

@@ -17,7 +17,7 @@ func TestIntegrationLogsAreProxiedToThePodsAgent(t *testing.T) {
 	c := newCluster(t)
 	// A stand-in agent: TLS from the cluster CA, client certificates
 	// required, answering the agent log contract.
-	kp, err := c.ca.Issue(pki.ServerIdentity("agent-n1", nil, []net.IP{net.IPv4(127, 0, 0, 1)}), time.Hour)
+	kp, err := c.ca.Issue(pki.NodeServerIdentity("n1", nil, []net.IP{net.IPv4(127, 0, 0, 1)}), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,4 +66,15 @@ func TestIntegrationLogsAreProxiedToThePodsAgent(t *testing.T) {
 		t.Errorf("agent saw caller %q, want the control plane's identity", s.caller)
 	}
 	c.expectError(c.admin, api.ReasonNotFound, http.MethodGet, objPath("pods", "default", "web")+"/log?container=nope", nil)
+
+	// Another node pointing at n1's agent: its certificate names n1, so
+	// the proxy refuses to treat it as n2's agent.
+	var n2 api.Node
+	c.must(c.admin, http.StatusCreated, http.MethodPost, collPath("nodes", ""), &api.Node{Metadata: api.ObjectMeta{Name: "n2"}}, &n2)
+	n2.Status.AgentEndpoint = agent.URL
+	c.must(c.admin, http.StatusOK, http.MethodPut, objPath("nodes", "", "n2")+"/status", &n2, nil)
+	p2 := newPod("web2")
+	p2.Spec.NodeName = "n2"
+	c.must(c.admin, http.StatusCreated, http.MethodPost, podsPath("default"), p2, nil)
+	c.expectError(c.admin, api.ReasonUnavailable, http.MethodGet, objPath("pods", "default", "web2")+"/log", nil)
 }

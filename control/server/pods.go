@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-io/berth/control/api"
+	"github.com/berth-io/berth/control/pki"
 	"github.com/berth-io/berth/control/store"
 )
 
@@ -147,6 +148,10 @@ func (s *Server) handleLog(w http.ResponseWriter, r *http.Request, rt objectRout
 		return
 	}
 	defer resp.Body.Close()
+	if err := checkAgentPeer(resp, target.node); err != nil {
+		writeError(w, api.NewError(api.ReasonUnavailable, "the agent endpoint %s of node %s: %v", target.endpoint, target.node, err))
+		return
+	}
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		var st api.Status
@@ -233,4 +238,20 @@ func (s *Server) logTarget(ctx context.Context, rt objectRoute, container string
 		namespace: pod.Metadata.Namespace, pod: pod.Metadata.Name, container: container,
 		node: node.Metadata.Name, endpoint: node.Status.AgentEndpoint,
 	}, nil
+}
+
+// checkAgentPeer makes sure the agent that answered is the pod's node's own:
+// another node's serving certificate would chain to the CA too.
+func checkAgentPeer(resp *http.Response, node string) error {
+	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+		return fmt.Errorf("answered without TLS")
+	}
+	id, err := pki.IdentityFromCert(resp.TLS.PeerCertificates[0])
+	if err != nil {
+		return err
+	}
+	if id.Role != pki.RoleNodeServer || id.Name != node {
+		return fmt.Errorf("answered as %s, not as node %s's agent", id, node)
+	}
+	return nil
 }

@@ -170,6 +170,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	certs := pki.NewCertStore(cfg.ServingCert)
 	agentTLS := pki.ClientTLSConfig(cfg.CA.Pool(), certs, "")
+	// Logs are read only from node agents' own serving certificates; which
+	// node's is checked per request in handleLog.
+	pki.RequirePeer(agentTLS, func(id pki.Identity) error {
+		if id.Role != pki.RoleNodeServer {
+			return fmt.Errorf("peer %s is not a node agent", id)
+		}
+		return nil
+	})
 	stopCtx, stopAll := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:              cfg,
