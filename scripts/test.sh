@@ -31,6 +31,7 @@ acceptance_pkgs=$(go list ./acceptance/... 2>/dev/null | tr '\n' ' ')
 other_pkgs=$(go list ./... | grep -v '/acceptance' | tr '\n' ' ')
 
 tier static scripts/lint.sh
+tier generated scripts/check-generated.sh
 tier unit go test -short -count=1 -timeout 10m ./...
 tier integration go test -count=1 -timeout 25m $other_pkgs
 if [ -n "$acceptance_pkgs" ]; then
