@@ -330,9 +330,10 @@ func TestUnpullableImageIsReportedWhileAnotherPodStarts(t *testing.T) {
 	h.waitPod("good", "became Ready", api.IsPodReady)
 	p := h.waitPod("broken", "reported the pull failure", func(p *api.Pod) bool {
 		w := containerStatus(p).State.Waiting
-		return w != nil && w.Reason == string(runtime.ReasonImageNotFound)
+		return w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff")
 	})
-	if p.Status.Phase != api.PodPending || !strings.Contains(containerStatus(p).State.Waiting.Message, bad) {
+	if msg := containerStatus(p).State.Waiting.Message; p.Status.Phase != api.PodPending || !strings.Contains(msg, bad) ||
+		!strings.HasPrefix(msg, string(runtime.ReasonImageNotFound)+": ") {
 		t.Fatalf("status = %+v", p.Status)
 	}
 	h.wait("recorded a FailedPull event", func() bool { return len(h.events("FailedPull")) > 0 })

@@ -467,14 +467,7 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *api.Pod, c *api.Contai
 		cs.pullFailures++
 		delay := w.a.backoff().delay(cs.pullFailures)
 		cs.pullRetryAt = now.Add(delay)
-		reason := string(runtime.ReasonOf(err))
-		if reason == "" {
-			reason = string(runtime.ReasonImagePull)
-		}
-		if cs.pullFailures > 1 {
-			reason = "ImagePullBackOff"
-		}
-		cs.waiting = &api.ContainerStateWaiting{Reason: reason, Message: fmt.Sprintf("%v (next attempt in %s)", err, delay)}
+		cs.waiting = pullWaiting(err, cs.pullFailures, delay)
 		w.a.rec.Event(ctx, pod, api.EventWarning, "FailedPull", fmt.Sprintf("pull image %s: %v", c.Image, err))
 		w.a.log.Warn("image pull failed", "pod", w.namespace+"/"+w.name, "image", c.Image, "err", err)
 		return false
@@ -483,6 +476,27 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *api.Pod, c *api.Contai
 	cs.imageDigest = img.Digest
 	w.a.rec.Event(ctx, pod, api.EventNormal, "Pulled", fmt.Sprintf("pulled image %s (%s)", c.Image, img.Digest))
 	return true
+}
+
+// pullWaiting is how a container whose image could not be pulled waits:
+// ErrImagePull after the first failure and ImagePullBackOff after the
+// next (InvalidImageName when no retry can help), the reasons users and
+// the provider's wait recognise; the runtime's finer reason (ImageNotFound,
+// RegistryUnauthorized, ...) leads the message.
+func pullWaiting(err error, failures int, delay time.Duration) *api.ContainerStateWaiting {
+	detail := runtime.ReasonOf(err)
+	reason := string(runtime.ReasonImagePull)
+	switch {
+	case detail == runtime.ReasonInvalidImageName:
+		reason = string(detail)
+	case failures > 1:
+		reason = "ImagePullBackOff"
+	}
+	msg := fmt.Sprintf("%v (next attempt in %s)", err, delay)
+	if detail != "" && string(detail) != reason {
+		msg = string(detail) + ": " + msg
+	}
+	return &api.ContainerStateWaiting{Reason: reason, Message: msg}
 }
 
 func (w *podWorker) startContainer(ctx context.Context, pod *api.Pod, c *api.Container, cs *ctrState) {
