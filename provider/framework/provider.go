@@ -324,7 +324,7 @@ func clientConfig(ctx context.Context, m providerModel) (string, *client.Config,
 }
 
 func (p *berthProvider) Resources(context.Context) []func() resource.Resource {
-	return []func() resource.Resource{NewPodResource, NewDeploymentResource, NewServiceResource}
+	return []func() resource.Resource{NewPodResource, NewDeploymentResource, NewServiceResource, NewNodeImageResource, NewClusterResource, NewNodePoolResource}
 }
 
 func (p *berthProvider) DataSources(context.Context) []func() datasource.DataSource {
