@@ -30,6 +30,7 @@ type cluster struct {
 	admin *client.Client
 	refs  workloads.Refs
 	nodes []testbed.Host
+	bin   string // the berth binary, on a path every host sees
 }
 
 func run(t *testing.T, tb *testbed.Testbed, host, cmd string) string {
@@ -102,7 +103,7 @@ func setUp(t *testing.T) *cluster {
 	}
 	poll(t, "control plane ready", time.Minute, func() bool { return admin.Readyz(ctx) == nil })
 
-	c := &cluster{t: t, tb: tb, admin: admin, refs: refs, nodes: hosts[1:]}
+	c := &cluster{t: t, tb: tb, admin: admin, refs: refs, nodes: hosts[1:], bin: bin}
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.dumpLogs()
@@ -183,20 +184,126 @@ func (c *cluster) dumpLogs() {
 	}
 }
 
+// ctrCmd is ctr talking to a node's containerd in berth's namespace.
+const ctrCmd = "ctr -a /run/berth/containerd/containerd.sock -n berth "
+
+// waitPod polls the pod until cond holds and returns it.
+func (c *cluster) waitPod(t *testing.T, ctx context.Context, name, what string, limit time.Duration, cond func(*api.Pod) bool) *api.Pod {
+	t.Helper()
+	var last *api.Pod
+	deadline := time.Now().Add(limit)
+	for {
+		last = c.pod(ctx, name)
+		if last != nil && cond(last) {
+			return last
+		}
+		if time.Now().After(deadline) {
+			st := "gone"
+			if last != nil {
+				b, _ := json.Marshal(last.Status)
+				st = string(b)
+			}
+			t.Fatalf("gave up waiting: %s %s; status %s", name, what, st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// readyPod waits for the pod to be Ready.
+func (c *cluster) readyPod(t *testing.T, ctx context.Context, name string) *api.Pod {
+	t.Helper()
+	return c.waitPod(t, ctx, name, "Ready", 2*time.Minute, api.IsPodReady)
+}
+
+// deletePods deletes the pods and waits until the API no longer has them
+// (the agent finalises a deletion only after the containers are gone).
+func (c *cluster) deletePods(t *testing.T, ctx context.Context, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if p := c.pod(ctx, n); p != nil {
+			if err := c.admin.Delete(ctx, p); err != nil && !api.IsNotFound(err) {
+				t.Fatalf("delete pod %s: %v", n, err)
+			}
+		}
+	}
+	for _, n := range names {
+		poll(t, "pod "+n+" gone", 2*time.Minute, func() bool { return c.pod(ctx, n) == nil })
+	}
+}
+
+// container returns the first container status of a pod.
+func container(p *api.Pod) api.ContainerStatus {
+	if len(p.Status.ContainerStatuses) == 0 {
+		return api.ContainerStatus{}
+	}
+	return p.Status.ContainerStatuses[0]
+}
+
+// inPod runs a shell command on the pod's node inside the pod's network
+// namespace, with the pod's resolv.conf as /etc/resolv.conf, as a process
+// of the pod would see the network.
+func (c *cluster) inPod(t *testing.T, p *api.Pod, cmd string) string {
+	t.Helper()
+	uid := p.Metadata.UID
+	inner := fmt.Sprintf("mount --bind /var/lib/berth/agent/pods/%s/resolv.conf /etc/resolv.conf && exec nsenter --net=/run/berth/netns/%s sh -c %s",
+		uid, uid, shellQuote(cmd))
+	return run(t, c.tb, p.Spec.NodeName, "unshare -m sh -c "+shellQuote(inner))
+}
+
+// shellQuote quotes s as one word for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// answers counts the pod names in the web app's answers ("web v1
+// pod=NAME"), one a line.
+func answers(out string) map[string]int {
+	seen := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		if _, pod, ok := strings.Cut(strings.TrimSpace(line), "pod="); ok {
+			seen[pod]++
+		}
+	}
+	return seen
+}
+
+// curlLoop is a shell loop of n requests to url, one answer per line.
+func curlLoop(n int, url string) string {
+	return fmt.Sprintf("for i in $(seq %d); do curl -s -m 2 %s; echo; done", n, url)
+}
+
+// taskPID returns the PID of a container's task on a node.
+func (c *cluster) taskPID(t *testing.T, node, id string) string {
+	t.Helper()
+	for _, line := range strings.Split(run(t, c.tb, node, ctrCmd+"tasks ls"), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == id {
+			return f[1]
+		}
+	}
+	t.Fatalf("no task for container %s on %s", id, node)
+	return ""
+}
+
+func readinessOnHealthz(p *api.Pod) {
+	p.Spec.Containers[0].ReadinessProbe = &api.Probe{HTTPGet: &api.HTTPGetAction{Path: "/healthz", Port: api.FromString("http")},
+		PeriodSeconds: 1, FailureThreshold: 1}
+}
+
+func onNode(node string) func(*api.Pod) { return func(p *api.Pod) { p.Spec.NodeName = node } }
+
 func TestIntegrationAgentRunsPodsOnTestbedHosts(t *testing.T) {
 	c := setUp(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	node := c.nodes[0]
 
 	t.Run("pod starts, becomes Ready and its logs are readable through the API", func(t *testing.T) {
-		c.createPod(ctx, "web-1", c.refs.V1, node.Name, func(p *api.Pod) {
-			p.Spec.Containers[0].ReadinessProbe = &api.Probe{HTTPGet: &api.HTTPGetAction{Path: "/healthz", Port: api.FromString("http")}, PeriodSeconds: 1}
-		})
-		poll(t, "web-1 Ready", 3*time.Minute, func() bool { p := c.pod(ctx, "web-1"); return p != nil && api.IsPodReady(p) })
-		p := c.pod(ctx, "web-1")
-		out := run(t, c.tb, node.Name, "wget -q -O - http://"+p.Status.PodIP+":8080/ || curl -s http://"+p.Status.PodIP+":8080/")
-		if !strings.Contains(out, "web v1") {
+		c.createPod(ctx, "web-1", c.refs.V1, node.Name, readinessOnHealthz)
+		p := c.readyPod(t, ctx, "web-1")
+		if ready := api.FindCondition(p.Status.Conditions, api.PodReady); ready != nil {
+			t.Logf("web-1: created to Ready in %s", ready.LastTransitionTime.Sub(p.Metadata.CreationTimestamp).Round(time.Millisecond))
+		}
+		out := run(t, c.tb, node.Name, "curl -s -m 5 http://"+p.Status.PodIP+":8080/")
+		if !strings.Contains(out, "web v1 pod=web-1") {
 			t.Fatalf("pod answered %q", out)
 		}
 		rc, err := c.admin.Logs(ctx, "default", "web-1", client.LogOptions{TailLines: 50})
@@ -205,48 +312,192 @@ func TestIntegrationAgentRunsPodsOnTestbedHosts(t *testing.T) {
 		}
 		logs, _ := io.ReadAll(rc)
 		rc.Close()
-		if len(logs) == 0 {
-			t.Fatal("logs are empty")
+		if !strings.Contains(string(logs), "listening on") {
+			t.Fatalf("logs lack the server's first line:\n%s", logs)
 		}
+		c.deletePods(t, ctx, "web-1")
 	})
 
-	t.Run("crashing container shows CrashLoopBackOff with exit code 3", func(t *testing.T) {
+	t.Run("crashing container is restarted with back-off and shows CrashLoopBackOff with exit code 3", func(t *testing.T) {
 		c.createPod(ctx, "crash", c.refs.Crash, node.Name, nil)
-		poll(t, "crash in CrashLoopBackOff after a restart", 3*time.Minute, func() bool {
-			p := c.pod(ctx, "crash")
-			if p == nil || len(p.Status.ContainerStatuses) == 0 {
-				return false
-			}
-			s := p.Status.ContainerStatuses[0]
+		c.waitPod(t, ctx, "crash", "in CrashLoopBackOff after a restart", 2*time.Minute, func(p *api.Pod) bool {
+			s := container(p)
 			return s.State.Waiting != nil && s.State.Waiting.Reason == "CrashLoopBackOff" && s.RestartCount >= 1 &&
 				s.LastState.Terminated != nil && s.LastState.Terminated.ExitCode == 3
 		})
+		c.deletePods(t, ctx, "crash")
+	})
+
+	t.Run("failing liveness probe restarts the container", func(t *testing.T) {
+		c.createPod(ctx, "live", c.refs.V1, node.Name, func(p *api.Pod) {
+			p.Spec.Containers[0].LivenessProbe = &api.Probe{HTTPGet: &api.HTTPGetAction{Path: "/healthz", Port: api.FromString("http")},
+				PeriodSeconds: 1, FailureThreshold: 2}
+		})
+		p := c.waitPod(t, ctx, "live", "running", 2*time.Minute, func(p *api.Pod) bool { return container(p).State.Running != nil })
+		first := container(p).ContainerID
+		run(t, c.tb, node.Name, "curl -s -m 5 -X POST http://"+p.Status.PodIP+":8080/fail")
+		p = c.waitPod(t, ctx, "live", "restarted", 2*time.Minute, func(p *api.Pod) bool {
+			s := container(p)
+			return s.RestartCount >= 1 && s.State.Running != nil && s.ContainerID != first
+		})
+		// The new container is healthy again: it answers.
+		if out := run(t, c.tb, node.Name, "curl -s -m 5 http://"+p.Status.PodIP+":8080/healthz"); !strings.Contains(out, "ok") {
+			t.Fatalf("restarted container answered %q", out)
+		}
+		c.deletePods(t, ctx, "live")
 	})
 
 	t.Run("unpullable image is reported without blocking another pod", func(t *testing.T) {
 		c.createPod(ctx, "missing", c.tbRegistry()+"/berth-test/nope:v0", node.Name, nil)
-		c.createPod(ctx, "web-2", c.refs.V1, node.Name, nil)
-		poll(t, "web-2 Ready", 3*time.Minute, func() bool { p := c.pod(ctx, "web-2"); return p != nil && api.IsPodReady(p) })
-		poll(t, "missing reports its pull failure", 3*time.Minute, func() bool {
-			p := c.pod(ctx, "missing")
-			return p != nil && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Waiting != nil &&
-				p.Status.ContainerStatuses[0].State.Waiting.Reason != "ContainerCreating"
+		c.createPod(ctx, "web-2", c.refs.V1, node.Name, readinessOnHealthz)
+		c.readyPod(t, ctx, "web-2")
+		c.waitPod(t, ctx, "missing", "reports its pull failure", 2*time.Minute, func(p *api.Pod) bool {
+			w := container(p).State.Waiting
+			return w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff")
 		})
+		poll(t, "a FailedPull event for missing", time.Minute, func() bool {
+			var evs api.EventList
+			if err := c.admin.List(ctx, &evs, client.ListOptions{Namespace: "default"}); err != nil {
+				return false
+			}
+			for _, e := range evs.Items {
+				if e.InvolvedObject.Name == "missing" && e.Reason == "FailedPull" && e.Type == api.EventWarning {
+					return true
+				}
+			}
+			return false
+		})
+		c.deletePods(t, ctx, "missing")
 	})
 
 	t.Run("deleting a pod removes its container and snapshot", func(t *testing.T) {
 		p := c.pod(ctx, "web-2")
-		id := p.Status.ContainerStatuses[0].ContainerID
-		if err := c.admin.Delete(ctx, p); err != nil {
-			t.Fatal(err)
+		if p == nil {
+			t.Skip("web-2 was not created")
 		}
-		poll(t, "web-2 gone", 2*time.Minute, func() bool { return c.pod(ctx, "web-2") == nil })
-		ctr := "ctr -a /run/berth/containerd/containerd.sock -n berth "
-		if out := run(t, c.tb, node.Name, ctr+"containers ls -q"); strings.Contains(out, id) {
+		id := container(p).ContainerID
+		if !strings.Contains(run(t, c.tb, node.Name, ctrCmd+"snapshots ls"), id) {
+			t.Fatalf("no snapshot for running container %s", id)
+		}
+		c.deletePods(t, ctx, "web-2")
+		if out := run(t, c.tb, node.Name, ctrCmd+"containers ls -q"); strings.Contains(out, id) {
 			t.Fatalf("container %s still listed:\n%s", id, out)
 		}
-		if out := run(t, c.tb, node.Name, ctr+"snapshots ls"); strings.Contains(out, id) {
+		if out := run(t, c.tb, node.Name, ctrCmd+"snapshots ls"); strings.Contains(out, id) {
 			t.Fatalf("snapshot of %s still listed:\n%s", id, out)
 		}
+		if out := run(t, c.tb, node.Name, "ls /run/berth/netns"); strings.Contains(out, p.Metadata.UID) {
+			t.Fatalf("network namespace of web-2 still there: %s", out)
+		}
+	})
+
+	t.Run("restarting the agent keeps containers running and status flowing", func(t *testing.T) {
+		c.createPod(ctx, "keep", c.refs.V1, node.Name, readinessOnHealthz)
+		p := c.readyPod(t, ctx, "keep")
+		id := container(p).ContainerID
+		pid := c.taskPID(t, node.Name, id)
+
+		run(t, c.tb, node.Name, "kill $(cat /run/berth-agent.pid)")
+		poll(t, "agent exited", time.Minute, func() bool {
+			_, err := c.tb.Exec(ctx, node.Name, "kill -0 $(cat /run/berth-agent.pid)")
+			return err != nil
+		})
+		if got := c.taskPID(t, node.Name, id); got != pid {
+			t.Fatalf("task of keep has PID %s after the agent stopped, want %s", got, pid)
+		}
+		c.startAgent(node, c.bin)
+
+		c.createPod(ctx, "after", c.refs.V1, node.Name, readinessOnHealthz)
+		c.readyPod(t, ctx, "after")
+		p = c.pod(ctx, "keep")
+		if s := container(p); s.ContainerID != id || s.RestartCount != 0 || c.taskPID(t, node.Name, id) != pid {
+			t.Fatalf("keep's container changed across the agent restart: %+v (was %s, PID %s)", s, id, pid)
+		}
+		run(t, c.tb, node.Name, "curl -s -m 5 -X POST http://"+p.Status.PodIP+":8080/fail")
+		c.waitPod(t, ctx, "keep", "not Ready after its readiness failed", time.Minute, func(p *api.Pod) bool { return !api.IsPodReady(p) })
+		run(t, c.tb, node.Name, "curl -s -m 5 -X POST http://"+p.Status.PodIP+":8080/recover")
+		c.readyPod(t, ctx, "keep")
+		c.deletePods(t, ctx, "keep", "after")
+	})
+
+	t.Run("a pod reaches a pod on the other node through the overlay", func(t *testing.T) {
+		c.createPod(ctx, "near", c.refs.V1, c.nodes[0].Name, readinessOnHealthz)
+		c.createPod(ctx, "far", c.refs.V1, c.nodes[1].Name, readinessOnHealthz)
+		near, far := c.readyPod(t, ctx, "near"), c.readyPod(t, ctx, "far")
+		if out := c.inPod(t, near, "curl -s -m 5 http://"+far.Status.PodIP+":8080/"); !strings.Contains(out, "pod=far") {
+			t.Fatalf("near → far (%s) answered %q", far.Status.PodIP, out)
+		}
+		if out := c.inPod(t, far, "curl -s -m 5 http://"+near.Status.PodIP+":8080/"); !strings.Contains(out, "pod=near") {
+			t.Fatalf("far → near (%s) answered %q", near.Status.PodIP, out)
+		}
+		c.deletePods(t, ctx, "near", "far")
+	})
+
+	t.Run("service reaches endpoints on both nodes by cluster IP, DNS name and node port", func(t *testing.T) {
+		names := []string{"echo-a", "echo-b", "echo-c"}
+		for i, n := range names {
+			c.createPod(ctx, n, c.refs.V1, c.nodes[i%2].Name, func(p *api.Pod) {
+				readinessOnHealthz(p)
+				p.Metadata.Labels = map[string]string{"app": "echo"}
+			})
+		}
+		svc := &api.Service{Metadata: api.ObjectMeta{Namespace: "default", Name: "echo"},
+			Spec: api.ServiceSpec{Type: api.ServiceNodePort, Selector: map[string]string{"app": "echo"},
+				Ports: []api.ServicePort{{Name: "http", Port: 80, TargetPort: api.FromInt(8080)}}}}
+		if err := c.admin.Create(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = c.admin.Delete(ctx, svc) }()
+		if err := c.admin.Get(ctx, "default", "echo", svc); err != nil {
+			t.Fatal(err)
+		}
+		var pod *api.Pod
+		for _, n := range names {
+			pod = c.readyPod(t, ctx, n)
+		}
+		poll(t, "echo endpoints list three ready addresses", time.Minute, func() bool {
+			ep := &api.Endpoints{}
+			if c.admin.Get(ctx, "default", "echo", ep) != nil {
+				return false
+			}
+			n := 0
+			for _, s := range ep.Subsets {
+				n += len(s.Addresses)
+			}
+			return n == 3
+		})
+		want := func(t *testing.T, how string, out string) {
+			t.Helper()
+			seen := answers(out)
+			for _, n := range names {
+				if seen[n] == 0 {
+					t.Fatalf("%s: no answer from %s; answers %v; output:\n%s", how, n, seen, out)
+				}
+			}
+			t.Logf("%s: answers %v", how, seen)
+		}
+		clusterURL := "http://" + svc.Spec.ClusterIP + ":80/"
+		// Rules follow endpoints asynchronously: the first answers may
+		// come before every node has programmed all three.
+		poll(t, "cluster IP answers", time.Minute, func() bool {
+			out, err := c.tb.Exec(ctx, c.nodes[1].Name, "curl -s -m 2 "+clusterURL)
+			return err == nil && strings.Contains(string(out), "pod=")
+		})
+		want(t, "cluster IP from "+c.nodes[1].Name, run(t, c.tb, c.nodes[1].Name, curlLoop(40, clusterURL)))
+		want(t, "cluster IP from pod "+pod.Metadata.Name, c.inPod(t, pod, curlLoop(40, clusterURL)))
+		want(t, "DNS name from pod "+pod.Metadata.Name, c.inPod(t, pod, curlLoop(40, "http://echo.default.svc.berth/")))
+		nodePort := svc.Spec.Ports[0].NodePort
+		if nodePort == 0 {
+			t.Fatal("service got no node port")
+		}
+		cp := c.tb.Hosts()[0].Name
+		for _, n := range c.nodes {
+			want(t, "node port of "+n.Name+" from "+cp, run(t, c.tb, cp, curlLoop(40, fmt.Sprintf("http://%s:%d/", n.Address, nodePort))))
+		}
+		c.deletePods(t, ctx, names...)
+	})
+
+	t.Run("rolling update behind a node port has zero failed requests", func(t *testing.T) {
+		c.rollingUpdate(t, ctx)
 	})
 }
