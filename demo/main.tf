@@ -1,0 +1,1 @@
+../examples/full-cluster/main.tf

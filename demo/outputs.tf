@@ -1,0 +1,1 @@
+../examples/full-cluster/outputs.tf
