@@ -184,6 +184,10 @@ func (e *engine) apply(ctx context.Context) error {
 	}
 	// 2. Control-plane hosts, one at a time: new ones join as learners,
 	// existing ones are replaced when their image or configuration changed.
+	// A move (hosts joining while others leave) pairs each join with the
+	// removal of one leaving host, so etcd never has more than one extra
+	// member and the control plane moves one host at a time.
+	leavingCPs := e.leavingControlPlane()
 	snapshotted := false
 	for _, h := range cps {
 		if _, isMember := members[h.Name]; isMember {
@@ -218,10 +222,23 @@ func (e *engine) apply(ctx context.Context) error {
 		if err := e.checkQuorum(ctx, h.Name); err != nil {
 			return err
 		}
+		if len(leavingCPs) > 0 && !snapshotted {
+			if err := e.snapshot(ctx); err != nil {
+				return err
+			}
+			snapshotted = true
+		}
 		if err := e.joinControlPlane(ctx, h); err != nil {
 			return err
 		}
 		members[h.Name] = true
+		if len(leavingCPs) > 0 {
+			name := leavingCPs[0]
+			leavingCPs = leavingCPs[1:]
+			if err := e.leave(ctx, name, e.state.Hosts[name]); err != nil {
+				return err
+			}
+		}
 	}
 	// 3. Workers: new ones join (in parallel), existing ones roll in
 	// batches of their pool's MaxUnavailable.
@@ -234,6 +251,41 @@ func (e *engine) apply(ctx context.Context) error {
 	}
 	e.state.Endpoints = e.endpoints()
 	return nil
+}
+
+// leavingControlPlane names the control-plane hosts in state but not in
+// the spec, sorted.
+func (e *engine) leavingControlPlane() []string {
+	want := map[string]bool{}
+	for _, h := range e.hosts {
+		want[h.Name] = true
+	}
+	var out []string
+	for _, name := range sortedNames(e.state.Hosts) {
+		if !want[name] && e.state.Hosts[name].Role == RoleControlPlane {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// liveEndpoints are the API URLs of the control-plane hosts the engine
+// knows to be members now: those recorded in state (joined or not yet
+// removed) and those of the spec.
+func (e *engine) liveEndpoints() []string {
+	eps := e.endpoints()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, name := range sortedNames(e.state.Hosts) {
+		hs := e.state.Hosts[name]
+		if hs.Role != RoleControlPlane {
+			continue
+		}
+		if ep := apiURL(hs.InternalIP, e.settings.APIPort); !contains(eps, ep) {
+			eps = append(eps, ep)
+		}
+	}
+	return eps
 }
 
 // connect finds the running cluster (or bootstraps one) and returns the

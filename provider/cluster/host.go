@@ -276,7 +276,9 @@ func logTail(ctx context.Context, c *ssh.Client, lines int) string {
 }
 
 // wipeScript stops berth's services, kills its containers and their shims,
-// unmounts what they left and removes every berth file from the host.
+// unmounts what they left, removes the agent's network state (bridge,
+// VXLAN device, nftables tables, pod network namespaces) and every berth
+// file from the host.
 const wipeScript = `set +e
 if [ -x /opt/berth/current/bin/berth ] && [ -r /etc/berth/node.json ]; then
   /opt/berth/current/bin/berth node stop --config /etc/berth/node.json --timeout 60s
@@ -299,6 +301,11 @@ if [ -n "$name" ]; then
   done
 fi
 awk '{print $2}' /proc/self/mounts | grep -E '^/(var/lib/berth|run/berth|opt/berth)(/|$)' | sort -r | while read -r m; do umount -l "$m"; done
+# The agent's network state (nodeagent/network, nodeagent/services): pod
+# bridge, overlay device and nftables tables; pod network namespaces were
+# bind mounts under /run/berth/netns, unmounted above.
+for l in berth0 berth.vx; do ip link del "$l" 2>/dev/null; done
+for t in berth-net berth-svc; do nft delete table ip "$t" 2>/dev/null; done
 rm -rf /opt/berth /etc/berth /var/lib/berth /run/berth /var/log/berth
 exit 0
 `

@@ -19,6 +19,10 @@ import (
 // was switched back to its previous image.
 var ErrUnhealthy = errors.New("host did not become healthy")
 
+// ErrRolledBack marks (beside ErrUnhealthy) a failed install whose host
+// was switched back and is healthy again on its previous image.
+var ErrRolledBack = errors.New("host switched back to its previous image")
+
 // ErrPreflight marks a host that lacks what berth needs.
 var ErrPreflight = errors.New("host failed preflight")
 
@@ -240,8 +244,9 @@ func (e *engine) rollback(ctx context.Context, c *ssh.Client, h desiredHost, fro
 	msg := fmt.Sprintf("install image %s on host %q: %v; switched back to image %s", short(e.digest), h.Name, cause, short(from))
 	if rbErr != nil {
 		msg += fmt.Sprintf(" (rollback incomplete: %v)", rbErr)
+		return fmt.Errorf("%w: %s\nlast log lines:\n%s", ErrUnhealthy, msg, logs)
 	}
-	return fmt.Errorf("%w: %s\nlast log lines:\n%s", ErrUnhealthy, msg, logs)
+	return fmt.Errorf("%w (%w): %s\nlast log lines:\n%s", ErrUnhealthy, ErrRolledBack, msg, logs)
 }
 
 // waitHealthy waits until h is healthy as DESIGN.md defines it: its Node
@@ -322,14 +327,17 @@ func (e *engine) healthProblem(ctx context.Context, hc *client.Client, h desired
 func (e *engine) replace(ctx context.Context, h desiredHost, init etcdInit) error {
 	rp := h.Rollout.or(defaultRollout)
 	e.progress(h.Name, "cordon")
-	if err := client.Cordon(ctx, e.admin, h.Name, true); err != nil && !api.IsNotFound(err) {
-		return fmt.Errorf("cordon host %q: %w", h.Name, err)
-	}
-	e.progress(h.Name, "drain")
-	if err := client.Drain(ctx, e.admin, h.Name, client.DrainOptions{Timeout: rp.DrainTimeout}); err != nil && !api.IsNotFound(err) {
+	if err := e.drainNode(ctx, h.Name, rp.DrainTimeout); err != nil && !api.IsNotFound(err) {
 		return fmt.Errorf("drain host %q: %w", h.Name, err)
 	}
 	if err := e.install(ctx, h, init, false); err != nil {
+		if errors.Is(err, ErrRolledBack) {
+			// Healthy again on its old image: it takes pods again while
+			// the operator looks at the failed one.
+			if uerr := client.Cordon(ctx, e.admin, h.Name, false); uerr != nil {
+				return fmt.Errorf("%w (and uncordon host %q after the rollback: %v)", err, h.Name, uerr)
+			}
+		}
 		return err
 	}
 	e.progress(h.Name, "uncordon")
@@ -503,18 +511,12 @@ func (e *engine) removeLeavers(ctx context.Context) error {
 			return err
 		}
 	}
-	if len(cps) > 0 {
-		_ = e.admin.SetEndpoints(e.endpoints())
-	}
 	return nil
 }
 
 func (e *engine) leave(ctx context.Context, name string, hs HostState) error {
 	e.progress(name, "leave: cordon and drain")
-	if err := client.Cordon(ctx, e.admin, name, true); err != nil && !api.IsNotFound(err) {
-		return fmt.Errorf("cordon leaving host %q: %w", name, err)
-	}
-	if err := client.Drain(ctx, e.admin, name, client.DrainOptions{Timeout: e.spec.Rollout.or(defaultRollout).DrainTimeout}); err != nil && !api.IsNotFound(err) {
+	if err := e.drainNode(ctx, name, e.spec.Rollout.or(defaultRollout).DrainTimeout); err != nil && !api.IsNotFound(err) {
 		return fmt.Errorf("drain leaving host %q: %w", name, err)
 	}
 	if hs.Role == RoleControlPlane {
@@ -561,6 +563,12 @@ func (e *engine) leave(ctx context.Context, name string, hs HostState) error {
 	e.mu.Lock()
 	delete(e.state.Hosts, name)
 	e.mu.Unlock()
+	if hs.Role == RoleControlPlane {
+		// Stop sending requests to the host that left.
+		if err := e.admin.SetEndpoints(e.liveEndpoints()); err != nil {
+			return fmt.Errorf("follow control plane after host %q left: %w", name, err)
+		}
+	}
 	e.progress(name, "left the cluster")
 	return nil
 }
