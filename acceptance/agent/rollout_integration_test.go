@@ -81,6 +81,7 @@ func (c *cluster) rollingUpdate(t *testing.T, ctx context.Context) {
 		t.Fatalf("v1 never answered through the load balancer: %v (%s)", err, p.Snapshot())
 	}
 
+	timeoutsBefore := c.gateTimeouts(t)
 	started := time.Now()
 	for {
 		cur := &api.Deployment{}
@@ -124,6 +125,11 @@ func (c *cluster) rollingUpdate(t *testing.T, ctx context.Context) {
 	if res.Failed != 0 {
 		t.Fatalf("%d of %d requests failed during the rolling update: %v (first at %s, last at %s)",
 			res.Failed, res.Sent, res.Reasons, res.FirstFailure.Format(time.StampMilli), res.LastFailure.Format(time.StampMilli))
+	}
+	// Zero failures must come from the stop ordering, not from luck: no
+	// old pod got SIGTERM while a node could still route to it.
+	if n := c.gateTimeouts(t) - timeoutsBefore; n != 0 {
+		t.Fatalf("%d old pods were stopped before every node had dropped them from its service rules", n)
 	}
 	if res.Seen("web v2 ") == 0 {
 		t.Fatalf("v2 never answered: %s", res)
