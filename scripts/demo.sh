@@ -59,7 +59,7 @@ up() {
 	say "terraform init and apply (demo/)"
 	rm -f demo/.terraform.lock.hcl
 	"$tf" -chdir=demo init -input=false >/dev/null
-	"$tf" -chdir=demo apply -input=false -auto-approve
+	"$tf" -chdir=demo apply -input=false -auto-approve -no-color
 	port="$("$tf" -chdir=demo output -raw node_port)"
 	"$tf" -chdir=demo output -raw admin_config >"$state/admin.json"
 	chmod 600 "$state/admin.json"
@@ -85,7 +85,7 @@ down() {
 		rm -f demo/.terraform.lock.hcl
 		"$tf" -chdir=demo init -input=false >/dev/null
 		say "terraform destroy"
-		"$tf" -chdir=demo destroy -input=false -auto-approve
+		"$tf" -chdir=demo destroy -input=false -auto-approve -no-color
 	fi
 	if testbed inventory --name "$name" >/dev/null 2>&1; then
 		say "removing testbed $name"

@@ -1,0 +1,206 @@
+// Package terraform_test runs the real terraform binary (scripts/terraform.sh)
+// on examples/full-cluster against testbed hosts, as a user would: the
+// provider installed from the local filesystem mirror, no network.
+package terraform_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-io/berth/acceptance/prober"
+	"github.com/berth-io/berth/acceptance/testbed"
+	"github.com/berth-io/berth/acceptance/workloads"
+	"github.com/berth-io/berth/internal/prereq"
+)
+
+func TestMain(m *testing.M) { os.Exit(testbed.Main(m)) }
+
+// workspace is a copy of examples/full-cluster with its variables, and the
+// environment terraform runs in.
+type workspace struct {
+	t   *testing.T
+	tf  string
+	dir string
+	env []string
+}
+
+func (w *workspace) run(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, w.tf, append([]string{"-chdir=" + w.dir}, args...)...)
+	cmd.Env = w.env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (w *workspace) must(ctx context.Context, args ...string) string {
+	w.t.Helper()
+	out, err := w.run(ctx, args...)
+	if err != nil {
+		w.t.Fatalf("terraform %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (w *workspace) vars(v map[string]any) {
+	w.t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.dir, "terraform.tfvars.json"), b, 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func script(t *testing.T, root string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(root, "scripts", args[0]), args[1:]...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("%s: %v\n%s", args[0], err, ee.Stderr)
+		}
+		t.Fatalf("%s: %v", args[0], err)
+	}
+	lines := strings.Fields(string(out))
+	return lines[len(lines)-1]
+}
+
+func TestIntegrationFullClusterExampleAppliesPlansEmptyRollsWithoutFailuresAndDestroys(t *testing.T) {
+	prereq.Integration(t)
+	prereq.Root(t)
+	tb := testbed.Shared(t)
+	hosts := tb.Hosts()
+	if len(hosts) < 3 {
+		t.Fatalf("testbed has %d hosts, need 3", len(hosts))
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+
+	script(t, root, "image.sh")
+	w := &workspace{t: t, tf: script(t, root, "terraform.sh"), dir: t.TempDir()}
+	rc := script(t, root, "terraform.sh", "install-provider")
+	w.env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "TF_LOG=", "TF_INPUT=0")
+	for _, f := range []string{"main.tf", "variables.tf", "outputs.tf"} {
+		b, err := os.ReadFile(filepath.Join(root, "examples", "full-cluster", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(w.dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err := workloads.Build(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := set.Push(ctx, tb.RegistryAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostVar := func(hs []testbed.Host) map[string]any {
+		m := map[string]any{}
+		for _, h := range hs {
+			m[h.Name] = map[string]any{"address": h.Address, "port": h.SSHPort, "host_key": h.HostPublicKey}
+		}
+		return m
+	}
+	vars := map[string]any{
+		"image_path":            filepath.Join(root, "bin", "node-image.tar.gz"),
+		"private_key_path":      tb.PrivateKeyPath(),
+		"control_plane_hosts":   hostVar(hosts[:1]),
+		"worker_hosts":          hostVar(hosts[1:3]),
+		"plain_http_registries": []string{tb.RegistryAddr()},
+		"web_image":             refs.V1,
+	}
+	w.vars(vars)
+
+	w.must(ctx, "init", "-no-color")
+	destroyed := false
+	defer func() {
+		if destroyed {
+			return
+		}
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer dcancel()
+		if out, err := w.run(dctx, "destroy", "-auto-approve", "-no-color"); err != nil {
+			t.Errorf("destroy after failure: %v\n%s", err, out)
+		}
+	}()
+	began := time.Now()
+	w.must(ctx, "apply", "-auto-approve", "-no-color")
+	t.Logf("apply from empty state (cluster, pool, deployment, service) took %s", time.Since(began).Round(time.Second))
+
+	if out, err := w.run(ctx, "plan", "-detailed-exitcode", "-no-color"); err != nil {
+		t.Fatalf("plan after apply is not empty (%v):\n%s", err, out)
+	}
+
+	port := strings.TrimSpace(w.must(ctx, "output", "-raw", "node_port"))
+	var p int
+	if err := json.Unmarshal([]byte(port), &p); err != nil {
+		t.Fatalf("node_port output %q: %v", port, err)
+	}
+	if err := tb.SetLB(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.WaitLB(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := prober.Start(ctx, prober.Config{URL: "http://" + tb.LBAddr() + "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Stop()
+
+	// web:v2 rolls with zero failed requests.
+	vars["web_image"] = refs.V2
+	w.vars(vars)
+	w.must(ctx, "apply", "-auto-approve", "-no-color")
+	if err := pr.Wait(ctx, func(r prober.Result) bool { return r.Seen("v2") > 20 }); err != nil {
+		t.Fatalf("v2 never answered: %v (%s)", err, pr.Snapshot())
+	}
+	if r := pr.Snapshot(); r.Failed != 0 {
+		t.Fatalf("rolling update to v2 failed %d requests: %s", r.Failed, r)
+	}
+
+	// web:broken fails with evidence, v2 keeps serving, the next plan is not empty.
+	vars["web_image"] = refs.Broken
+	w.vars(vars)
+	out, err := w.run(ctx, "apply", "-auto-approve", "-no-color")
+	if err == nil {
+		t.Fatalf("apply of web:broken succeeded:\n%s", out)
+	}
+	if !strings.Contains(out, "berth_deployment.web") {
+		t.Errorf("failed apply does not name the deployment:\n%s", out)
+	}
+	t.Logf("apply of web:broken failed as it should:\n%s", out)
+	r := pr.Stop()
+	if r.Failed != 0 {
+		t.Fatalf("requests failed during the v2 and broken rollouts: %s", r)
+	}
+	if out, err := w.run(ctx, "plan", "-detailed-exitcode", "-no-color"); err == nil {
+		t.Fatalf("plan after a failed rollout is empty:\n%s", out)
+	}
+
+	w.must(ctx, "destroy", "-auto-approve", "-no-color")
+	destroyed = true
+	for _, h := range hosts[:3] {
+		b, _ := tb.Exec(ctx, h.Name, "ls -d /opt/berth /etc/berth /var/lib/berth 2>/dev/null; true")
+		if strings.TrimSpace(string(b)) != "" {
+			t.Errorf("host %s keeps berth files after destroy: %s", h.Name, b)
+		}
+	}
+}
