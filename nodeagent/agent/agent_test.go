@@ -405,3 +405,28 @@ func milli(t *testing.T, q api.Quantity) int64 {
 	}
 	return v
 }
+
+func TestPullFailureWaitsAsErrImagePullThenImagePullBackOff(t *testing.T) {
+	const ref = "registry.test:5000/web:v1"
+	cases := []struct {
+		name       string
+		reason     runtime.Reason
+		failures   int
+		want       string
+		wantPrefix string
+	}{
+		{"first failure", runtime.ReasonImageNotFound, 1, "ErrImagePull", "ImageNotFound: "},
+		{"later failures back off", runtime.ReasonRegistryUnavailable, 3, "ImagePullBackOff", "RegistryUnavailable: "},
+		{"no finer reason", "", 1, "ErrImagePull", "pull image "},
+		{"invalid name never backs off", runtime.ReasonInvalidImageName, 4, "InvalidImageName", "pull image "},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := runtime.Errorf("pull image", ref, runtime.ErrImagePull, tc.reason, "registry said no")
+			w := pullWaiting(err, tc.failures, 4*time.Second)
+			if w.Reason != tc.want || !strings.HasPrefix(w.Message, tc.wantPrefix) || !strings.Contains(w.Message, "next attempt in 4s") {
+				t.Fatalf("waiting = %+v, want reason %s and a message starting %q", w, tc.want, tc.wantPrefix)
+			}
+		})
+	}
+}
