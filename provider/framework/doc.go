@@ -1,8 +1,11 @@
 // Package framework is berth's Terraform provider, written with
 // terraform-plugin-framework: the berth_pod, berth_deployment and
 // berth_service resources, the berth_nodes and berth_service_endpoints data
-// sources, and the provider configuration (control-plane credentials and SSH
-// defaults for host provisioning).
+// sources, the provisioning resources berth_node_image, berth_cluster and
+// berth_node_pool (on provider/cluster's Apply, ApplyPool, Plan and Destroy;
+// the engine's per-host records, with SSH keys, live in private state), and
+// the provider configuration (control-plane credentials and SSH defaults for
+// host provisioning).
 //
 // The provider must plan even when its own configuration is not known yet
 // (a cluster and its workloads created by one apply, the workloads through
