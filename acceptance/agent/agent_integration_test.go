@@ -124,6 +124,13 @@ func setUp(t *testing.T) *cluster {
 
 func (c *cluster) startNode(ctx context.Context, h testbed.Host, bin string, cp client.Config, i int) {
 	t := c.t
+	// Hosts share the machine's cgroup tree: leave no cgroup behind. This
+	// runs last, after the containers below are gone.
+	cgroupParent := fmt.Sprintf("btb-%s-%s", c.tb.Name(), h.Name)
+	t.Cleanup(func() {
+		_, _ = c.tb.Exec(context.Background(), h.Name,
+			"for d in /sys/fs/cgroup/*/"+cgroupParent+"; do [ -d \"$d\" ] && find \"$d\" -depth -type d -exec rmdir {} +; done; true")
+	})
 	run(t, c.tb, h.Name, `mkdir -p /var/lib/berth/containerd /run/berth/containerd /etc/berth &&
 cat >/etc/berth/containerd.toml <<'EOF2'
 version = 2
@@ -134,6 +141,11 @@ state = "/run/berth/containerd"
 EOF2
 nohup containerd --config /etc/berth/containerd.toml >/var/lib/berth/containerd.log 2>&1 & echo $! >/run/berth-containerd.pid`)
 	t.Cleanup(func() { _, _ = c.tb.Exec(context.Background(), h.Name, "kill $(cat /run/berth-containerd.pid)") })
+	// Runs once the agent is stopped, before containerd is.
+	t.Cleanup(func() {
+		_, _ = c.tb.Exec(context.Background(), h.Name,
+			"for id in $("+ctrCmd+"containers ls -q); do "+ctrCmd+"tasks delete -f $id; "+ctrCmd+"containers rm $id; done; true")
+	})
 	tok, err := c.admin.CreateJoinToken(ctx, api.JoinTokenRequest{NodeName: h.Name})
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +154,7 @@ nohup containerd --config /etc/berth/containerd.toml >/var/lib/berth/containerd.
 		"nodeName": h.Name, "internalIP": h.Address, "controlPlane": cp.Endpoints,
 		"caCertFile": "/etc/berth/ca.crt", "joinTokenFile": "/etc/berth/join-token",
 		"registries":        map[string]any{c.tbRegistry(): map[string]any{"plainHTTP": true}},
-		"containerd":        map[string]any{"address": "/run/berth/containerd/containerd.sock", "cgroupParent": fmt.Sprintf("/btb-%s-%s", c.tb.Name(), h.Name)},
+		"containerd":        map[string]any{"address": "/run/berth/containerd/containerd.sock", "cgroupParent": "/" + cgroupParent},
 		"network":           map[string]any{"pluginDir": "/usr/lib/cni"},
 		"heartbeatInterval": "2s", "restartBackoff": "2s", "maxRestartBackoff": "8s", "stopGateTimeout": "5s",
 	}
