@@ -42,6 +42,11 @@ type ctrState struct {
 	pullRetryAt  time.Time
 	pullFailures int
 	killing      bool // stopped by the agent (liveness), exit expected
+	// adoptedReady is the readiness the API last reported for a running
+	// container an agent restart adopted: its readiness probe starts from
+	// it, so restarting the agent never flaps Ready pods out of their
+	// services. Cleared once used.
+	adoptedReady bool
 
 	readiness, liveness *probe.Worker
 	livenessFailed      bool
@@ -219,6 +224,7 @@ func (w *podWorker) adopt(ad *adoption, p *api.Pod) {
 		switch latest.State.Status {
 		case runtime.StatusRunning:
 			st.running, st.startedAt = true, latest.State.StartedAt
+			st.adoptedReady = reportedReady(p, name, latest.ID)
 		default:
 			st.crashes = 1
 			st.lastTerm = w.termination(latest.ID, name, latest.State.ExitCode, latest.State.OOMKilled, latest.State.StartedAt, latest.State.FinishedAt)
@@ -237,6 +243,17 @@ func (w *podWorker) adopt(ad *adoption, p *api.Pod) {
 	if p.Status.StartTime != nil {
 		w.startTime = *p.Status.StartTime
 	}
+}
+
+// reportedReady is whether the pod's status, as the API has it, says the
+// container with that runtime ID is running and ready.
+func reportedReady(p *api.Pod, container, id string) bool {
+	for _, s := range p.Status.ContainerStatuses {
+		if s.Name == container {
+			return s.ContainerID == id && s.State.Running != nil && s.Ready
+		}
+	}
+	return false
 }
 
 // sync makes the pod's containers match its spec once; it reports true
@@ -609,11 +626,12 @@ func (w *podWorker) ensureProbes(ctx context.Context, pod *api.Pod, c *api.Conta
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	cs.probeCancel = cancel
+	defer func() { cs.adoptedReady = false }()
 	target := probe.Target{PodIP: w.ip.String(), Ports: c.Ports, ContainerID: cs.id, Exec: w.a.rt}
 	id := cs.id
 	if c.ReadinessProbe != nil {
 		cs.readiness = probe.NewWorker(c.ReadinessProbe, target, probe.WorkerOptions{
-			Initial:  false,
+			Initial:  cs.adoptedReady,
 			OnResult: func(r probe.Result) { w.a.met.probe("readiness", r.OK) },
 			OnChange: func(bool, probe.Result) { w.markProbed() },
 		})

@@ -181,3 +181,44 @@ func TestAgentRestartAdoptsRunningContainersAndRemovesOrphans(t *testing.T) {
 		return cs.RestartCount == 1 && cs.State.Running != nil && cs.ContainerID != id
 	})
 }
+
+func TestAgentRestartKeepsAdoptedPodsReadyWhileTheirProbesPass(t *testing.T) {
+	h := newHarness(t, nil)
+	passing := func(string, []string) (int, []byte, error) { return 0, nil, nil }
+	h.fake.SetExec(passing)
+	h.start()
+	h.createPod("web-1", func(p *api.Pod) {
+		p.Spec.Containers[0].ReadinessProbe = &api.Probe{Exec: &api.ExecAction{Command: []string{"ready"}}, PeriodSeconds: 1}
+	})
+	p := h.waitPod("web-1", "became Ready", api.IsPodReady)
+	since := api.FindCondition(p.Status.Conditions, api.PodReady).LastTransitionTime
+
+	h.stop()
+	if err := h.fake.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reopened := h.fake.Reopen()
+	probed := make(chan struct{}, 16)
+	reopened.SetExec(func(id string, cmd []string) (int, []byte, error) {
+		select {
+		case probed <- struct{}{}:
+		default:
+		}
+		return passing(id, cmd)
+	})
+	h.fake, h.rt = reopened, reopened
+	h.start()
+	// Two probes of the new agent: its first verdict has been applied
+	// and any status it caused has been written.
+	for range 2 {
+		select {
+		case <-probed:
+		case <-h.ctx().Done():
+			t.Fatal("the new agent never probed the adopted container")
+		}
+	}
+	p = h.waitPod("web-1", "stayed Ready", api.IsPodReady)
+	if got := api.FindCondition(p.Status.Conditions, api.PodReady).LastTransitionTime; !got.Equal(since) {
+		t.Fatalf("Ready condition changed at %s across the agent restart (Ready since %s): the pod left its services", got, since)
+	}
+}
