@@ -54,11 +54,11 @@ func newStack(t *testing.T, cluster *testCluster) auto.Stack {
 	}
 	state := t.TempDir()
 	env := map[string]string{
-		"PATH":                                        bin + string(os.PathListSeparator) + os.Getenv("PATH"),
-		"PULUMI_HOME":                                 filepath.Join(state, "home"),
-		"PULUMI_BACKEND_URL":                          "file://" + filepath.Join(state, "backend"),
-		"PULUMI_CONFIG_PASSPHRASE":                    "test passphrase",
-		"PULUMI_SKIP_UPDATE_CHECK":                    "true",
+		"PATH":                     bin + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"PULUMI_HOME":              filepath.Join(state, "home"),
+		"PULUMI_BACKEND_URL":       "file://" + filepath.Join(state, "backend"),
+		"PULUMI_CONFIG_PASSPHRASE": "test passphrase",
+		"PULUMI_SKIP_UPDATE_CHECK": "true",
 		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
 	}
 	if err := os.MkdirAll(filepath.Join(state, "backend"), 0o700); err != nil {
