@@ -58,10 +58,7 @@ func measureBerth(ctx context.Context, w io.Writer, set *workloads.Set) (berthSa
 	if err := goBuild(ctx, "./acceptance/cmd/testbed", tbBin); err != nil {
 		return bs, err
 	}
-	os.Setenv("CGO_ENABLED", "0")
-	err = goBuild(ctx, "./cmd/berth", berthBin)
-	os.Unsetenv("CGO_ENABLED")
-	if err != nil {
+	if err := goBuild(ctx, "./cmd/berth", berthBin, "CGO_ENABLED=0"); err != nil {
 		return bs, err
 	}
 	name := fmt.Sprintf("bench-%d", os.Getpid())
@@ -156,7 +153,7 @@ func startBerthCluster(ctx context.Context, tb *testbed.Testbed, set *workloads.
 	if err != nil {
 		return nil, fmt.Errorf("push test workloads: %w", err)
 	}
-	exec := func(host, cmd string) error {
+	sh := func(host, cmd string) error {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		if out, err := tb.Exec(cctx, host, cmd); err != nil {
@@ -165,7 +162,7 @@ func startBerthCluster(ctx context.Context, tb *testbed.Testbed, set *workloads.
 		return nil
 	}
 	cp, node := hosts[0], hosts[1]
-	if err := exec(cp.Name, fmt.Sprintf("mkdir -p /var/lib/berth/cp && nohup %s control --dev --data-dir /var/lib/berth/cp --listen %s:7443 --log-level warn >/var/lib/berth/cp.log 2>&1 &", bin, cp.Address)); err != nil {
+	if err := sh(cp.Name, fmt.Sprintf("mkdir -p /var/lib/berth/cp && nohup %s control --dev --data-dir /var/lib/berth/cp --listen %s:7443 --log-level warn >/var/lib/berth/cp.log 2>&1 &", bin, cp.Address)); err != nil {
 		return nil, err
 	}
 	var cfg client.Config
@@ -191,7 +188,7 @@ func startBerthCluster(ctx context.Context, tb *testbed.Testbed, set *workloads.
 		admin.Close()
 		return nil, err
 	}
-	if err := exec(node.Name, `mkdir -p /var/lib/berth/containerd /run/berth/containerd /etc/berth &&
+	if err := sh(node.Name, `mkdir -p /var/lib/berth/containerd /run/berth/containerd /etc/berth &&
 cat >/etc/berth/containerd.toml <<'EOF2'
 version = 2
 root = "/var/lib/berth/containerd"
@@ -216,11 +213,11 @@ nohup containerd --config /etc/berth/containerd.toml >/var/lib/berth/containerd.
 		"network":    map[string]any{"pluginDir": "/usr/lib/cni"},
 	}
 	data, _ := json.Marshal(agentCfg)
-	if err := exec(node.Name, fmt.Sprintf("umask 077 && cat >/etc/berth/ca.crt <<'EOF2'\n%s\nEOF2\nprintf %%s %q >/etc/berth/join-token && cat >/etc/berth/agent.json <<'EOF2'\n%s\nEOF2", cfg.CACertificate, tok.Token, data)); err != nil {
+	if err := sh(node.Name, fmt.Sprintf("umask 077 && cat >/etc/berth/ca.crt <<'EOF2'\n%s\nEOF2\nprintf %%s %q >/etc/berth/join-token && cat >/etc/berth/agent.json <<'EOF2'\n%s\nEOF2", cfg.CACertificate, tok.Token, data)); err != nil {
 		admin.Close()
 		return nil, err
 	}
-	if err := exec(node.Name, fmt.Sprintf("nohup %s agent --config /etc/berth/agent.json --log-level warn >>/var/lib/berth/agent.log 2>&1 &", bin)); err != nil {
+	if err := sh(node.Name, fmt.Sprintf("nohup %s agent --config /etc/berth/agent.json --log-level warn >>/var/lib/berth/agent.log 2>&1 &", bin)); err != nil {
 		admin.Close()
 		return nil, err
 	}

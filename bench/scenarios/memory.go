@@ -51,8 +51,9 @@ func repoRoot() (string, error) {
 	}
 }
 
-// goBuild builds the package pkg (relative to the module root) into out.
-func goBuild(ctx context.Context, pkg, out string) error {
+// goBuild builds the package pkg (relative to the module root) into out,
+// with env (KEY=value) added to the environment.
+func goBuild(ctx context.Context, pkg, out string, env ...string) error {
 	root, err := repoRoot()
 	if err != nil {
 		return fmt.Errorf("build %s: %w", pkg, err)
@@ -61,6 +62,7 @@ func goBuild(ctx context.Context, pkg, out string) error {
 	defer cancel()
 	cmd := exec.CommandContext(bctx, "go", "build", "-o", out, pkg)
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build %s: %w\n%s", pkg, err, b)
 	}

@@ -311,6 +311,10 @@ func verifyHostState(ctx context.Context, w io.Writer, before hostState) {
 	}
 }
 
+// runSwarm measures Docker Swarm in a private dockerd (published-port
+// throughput, 100 replicas, rolling updates of 100 and 10), checks that the
+// machine is as it was, and then measures berth doing the same on testbed
+// hosts; the comparisons take Swarm's numbers of this run as baselines.
 func runSwarm(ctx context.Context, w io.Writer) ([]bench.Figure, error) {
 	dockerd, err := exec.LookPath("dockerd")
 	if err != nil {
