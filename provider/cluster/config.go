@@ -22,14 +22,18 @@ const (
 	pathJoinToken  = "/etc/berth/join-token"
 	pathConfigHash = "/etc/berth/config.sha256"
 	pathJournal    = "/var/lib/berth/journal.json"
-	pathLogs       = "/var/log/berth"
-	hostBerth      = pathCurrent + "/bin/berth"
+	// pathLogs keeps service logs with the host's other berth state, so
+	// they are wiped with it and stay private to the host where /var/log
+	// is shared (the testbed's hosts share the machine's /var/log).
+	pathLogs  = "/var/lib/berth/log"
+	hostBerth = pathCurrent + "/bin/berth"
 )
 
 // nodeConfig mirrors cmd/berth/internal/supervise.Config (node.json).
 type nodeConfig struct {
-	Name string `json:"name"`
-	Role string `json:"role"`
+	Name   string `json:"name"`
+	Role   string `json:"role"`
+	LogDir string `json:"logDir,omitempty"`
 }
 
 // agentConfig mirrors the fields of nodeagent/agent.Config the engine sets
@@ -116,7 +120,7 @@ func peerURL(ip string, port int) string {
 // at the time of writing; digest the image the host is to run.
 func renderHost(h desiredHost, s Settings, caCert, caKey string, endpoints []string, digest string, init etcdInit) hostFiles {
 	f := hostFiles{
-		node: nodeConfig{Name: h.Name, Role: h.Role},
+		node: nodeConfig{Name: h.Name, Role: h.Role, LogDir: pathLogs},
 		agent: agentConfig{
 			NodeName: h.Name, InternalIP: h.InternalIP, ControlPlane: endpoints,
 			CACertFile: pathCACert, JoinTokenFile: pathJoinToken, Labels: h.Labels,

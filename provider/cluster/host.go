@@ -306,7 +306,7 @@ awk '{print $2}' /proc/self/mounts | grep -E '^/(var/lib/berth|run/berth|opt/ber
 # bind mounts under /run/berth/netns, unmounted above.
 for l in berth0 berth.vx; do ip link del "$l" 2>/dev/null; done
 for t in berth-net berth-svc; do nft delete table ip "$t" 2>/dev/null; done
-rm -rf /opt/berth /etc/berth /var/lib/berth /run/berth /var/log/berth
+rm -rf /opt/berth /etc/berth /var/lib/berth /run/berth
 exit 0
 `
 

@@ -283,9 +283,9 @@ func (e *engine) healthProblem(ctx context.Context, hc *client.Client, h desired
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if hc != nil {
-		if err := hc.Readyz(cctx); err != nil {
-			return "control plane /readyz: " + err.Error()
-		}
+		// Membership first: a learner is promoted by the rest of the
+		// cluster once it has caught up, and its own API may well wait
+		// for that promotion before it answers /readyz.
 		ms, err := e.admin.Members(cctx)
 		if err != nil {
 			return "list etcd members: " + err.Error()
@@ -307,6 +307,9 @@ func (e *engine) healthProblem(ctx context.Context, hc *client.Client, h desired
 				return "etcd learner not yet promoted: " + err.Error()
 			}
 			e.progress(h.Name, "etcd member promoted")
+		}
+		if err := hc.Readyz(cctx); err != nil {
+			return "control plane /readyz: " + err.Error()
 		}
 	}
 	var n api.Node
