@@ -61,8 +61,10 @@ func newStack(t *testing.T, cluster *testCluster) auto.Stack {
 		"PULUMI_SKIP_UPDATE_CHECK": "true",
 		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
 	}
-	if err := os.MkdirAll(filepath.Join(state, "backend"), 0o700); err != nil {
-		t.Fatal(err)
+	for _, dir := range []string{"backend", "work"} {
+		if err := os.MkdirAll(filepath.Join(state, dir), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	stack, err := auto.UpsertStackInlineSource(ctx, "test", "berth-example", berthexample.Program,
 		auto.Pulumi(cli), auto.EnvVars(env), auto.WorkDir(filepath.Join(state, "work")))
