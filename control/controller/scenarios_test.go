@@ -38,8 +38,10 @@ func fakeCluster(t *testing.T) *cluster {
 func fastOptions(id string) controller.Options {
 	return controller.Options{
 		Identity:      id,
-		LeaseDuration: 1500 * time.Millisecond, RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond,
-		NodeGracePeriod: 500 * time.Millisecond, PodEvictionTimeout: 500 * time.Millisecond,
+		// Generous against heartbeats delayed by a loaded machine (-race,
+		// two cores), so only the tests that stop a node see one silent.
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
+		NodeGracePeriod: 2 * time.Second, PodEvictionTimeout: time.Second,
 		GCInterval: 200 * time.Millisecond,
 	}
 }
