@@ -37,7 +37,7 @@ func fakeCluster(t *testing.T) *cluster {
 // fastOptions are controller options with small timings for tests.
 func fastOptions(id string) controller.Options {
 	return controller.Options{
-		Identity:      id,
+		Identity: id,
 		// Generous against heartbeats delayed by a loaded machine (-race,
 		// two cores), so only the tests that stop a node see one silent.
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
