@@ -153,7 +153,8 @@ func TestIntegrationFullClusterExampleAppliesPlansEmptyRollsWithoutFailuresAndDe
 	if err := json.Unmarshal([]byte(port), &p); err != nil {
 		t.Fatalf("node_port output %q: %v", port, err)
 	}
-	if err := tb.SetLB(ctx, p); err != nil {
+	// Only the cluster's hosts: a shared testbed may have more.
+	if err := tb.SetLB(ctx, p, hosts[0].Name, hosts[1].Name, hosts[2].Name); err != nil {
 		t.Fatal(err)
 	}
 	if err := tb.WaitLB(ctx); err != nil {
