@@ -1,6 +1,8 @@
 package controller_test
 
 import (
+	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -273,4 +275,41 @@ func runReturnToOldTemplate(c *cluster) {
 		c.t.Fatalf("undo after returning to revision 1's template set image %q, want revision 2's", img)
 	}
 	c.waitFor("revision 2 renumbered 4 and live", func() bool { return complete(c.deployment("web"), 4) })
+}
+
+func TestRevisionsBeyondTheHistoryLimitAreDeleted(t *testing.T) {
+	c := fakeCluster(t)
+	c.nodes(simnode.Options{}, "n1")
+	c.control(fastOptions("cp1"))
+	d := webDeployment("web", 1, "registry.example/web:1")
+	limit := int32(1)
+	d.Spec.RevisionHistoryLimit = &limit
+	if err := c.cli.Create(c.ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("revision 1 live", func() bool { return complete(c.deployment("web"), 1) })
+	for rev := int64(2); rev <= 4; rev++ {
+		d := c.deployment("web")
+		d.Spec.Template.Spec.Containers[0].Image = fmt.Sprintf("registry.example/web:%d", rev)
+		if err := c.cli.Update(c.ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		c.waitFor(fmt.Sprintf("revision %d live", rev), func() bool { return complete(c.deployment("web"), rev) })
+	}
+	numbers := func() []int64 {
+		var revs api.RevisionList
+		if err := c.cli.List(c.ctx, &revs, client.ListOptions{Namespace: "default"}); err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, r := range revs.Items {
+			out = append(out, r.Number)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+		return out
+	}
+	c.waitFor("old revisions pruned", func() bool { return len(numbers()) == 2 })
+	if got := numbers(); got[0] != 3 || got[1] != 4 {
+		t.Fatalf("revisions %v, want the live one (4) and one more (3)", got)
+	}
 }
