@@ -437,8 +437,10 @@ func TestIntegrationAgentRunsPodsOnTestbedHosts(t *testing.T) {
 		p := c.readyPod(t, ctx, "keep")
 		id := container(p).ContainerID
 		pid := c.taskPID(t, node.Name, id)
+		readySince := api.FindCondition(p.Status.Conditions, api.PodReady).LastTransitionTime
 
-		run(t, c.tb, node.Name, "kill $(cat /run/berth-agent.pid)")
+		// SIGKILL: the agent gets no chance to tidy up, as in a crash.
+		run(t, c.tb, node.Name, "kill -KILL $(cat /run/berth-agent.pid)")
 		poll(t, "agent exited", time.Minute, func() bool {
 			_, err := c.tb.Exec(ctx, node.Name, "kill -0 $(cat /run/berth-agent.pid)")
 			return err != nil
@@ -453,6 +455,11 @@ func TestIntegrationAgentRunsPodsOnTestbedHosts(t *testing.T) {
 		p = c.pod(ctx, "keep")
 		if s := container(p); s.ContainerID != id || s.RestartCount != 0 || c.taskPID(t, node.Name, id) != pid {
 			t.Fatalf("keep's container changed across the agent restart: %+v (was %s, PID %s)", s, id, pid)
+		}
+		// The new agent has adopted keep by now (it synced "after", bound
+		// later); keep never left Ready, so its services never lost it.
+		if got := api.FindCondition(p.Status.Conditions, api.PodReady).LastTransitionTime; !got.Equal(readySince) || !api.IsPodReady(p) {
+			t.Fatalf("keep's Ready condition changed across the agent restart (at %s, Ready since %s)", got, readySince)
 		}
 		run(t, c.tb, node.Name, "curl -s -m 5 -X POST http://"+p.Status.PodIP+":8080/fail")
 		c.waitPod(t, ctx, "keep", "not Ready after its readiness failed", time.Minute, func(p *api.Pod) bool { return !api.IsPodReady(p) })
