@@ -51,6 +51,9 @@ type Settings struct {
 	Replicas int
 	// ContainerPort the image listens on. Default 8080.
 	ContainerPort int
+	// ReadinessPath is the HTTP path the readiness probe GETs on the
+	// container port. Default "/".
+	ReadinessPath string
 	// ProgressDeadlineSeconds after which a rollout that makes no progress
 	// fails and is rolled back. Default 120.
 	ProgressDeadlineSeconds int
@@ -67,6 +70,7 @@ func LoadSettings(ctx *pulumi.Context) (Settings, error) {
 		Image:                   c.Get("image"),
 		Replicas:                c.GetInt("replicas"),
 		ContainerPort:           c.GetInt("containerPort"),
+		ReadinessPath:           c.Get("readinessPath"),
 		ProgressDeadlineSeconds: c.GetInt("progressDeadlineSeconds"),
 	}
 	if s.NodeImage == "" {
@@ -80,6 +84,9 @@ func LoadSettings(ctx *pulumi.Context) (Settings, error) {
 	}
 	if s.ContainerPort == 0 {
 		s.ContainerPort = 8080
+	}
+	if s.ReadinessPath == "" {
+		s.ReadinessPath = "/"
 	}
 	if s.ProgressDeadlineSeconds == 0 {
 		s.ProgressDeadlineSeconds = 120
@@ -199,8 +206,14 @@ func provisionCluster(ctx *pulumi.Context, s Settings) (*berth.Provider, []pulum
 	if err != nil {
 		return nil, nil, err
 	}
+	// The admin credentials, for tools such as the berth CLI; the provider
+	// marks them secret, so they stay encrypted in the state and masked in
+	// output (`pulumi stack output --show-secrets` reveals them).
 	ctx.Export("clusterId", cluster.ClusterId)
 	ctx.Export("endpoints", cluster.Endpoints)
+	ctx.Export("caCertificate", cluster.CaCertificate)
+	ctx.Export("clientCertificate", cluster.ClientCertificate)
+	ctx.Export("clientKey", cluster.ClientKey)
 	return prov, deps, nil
 }
 
@@ -229,7 +242,8 @@ func deployWeb(ctx *pulumi.Context, s Settings, prov *berth.Provider, dependsOn 
 						berth.DeploymentTemplateContainerPortArgs{Name: pulumi.String("http"), ContainerPort: pulumi.Int(s.ContainerPort)},
 					},
 					ReadinessProbe: berth.DeploymentTemplateContainerReadinessProbeArgs{
-						HttpGet: berth.DeploymentTemplateContainerReadinessProbeHttpGetArgs{Port: pulumi.String("http")},
+						HttpGet:       berth.DeploymentTemplateContainerReadinessProbeHttpGetArgs{Path: pulumi.String(s.ReadinessPath), Port: pulumi.String("http")},
+						PeriodSeconds: pulumi.Int(1),
 					},
 				},
 			},

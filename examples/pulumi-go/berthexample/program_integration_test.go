@@ -20,11 +20,6 @@ import (
 	"github.com/berth-io/berth/internal/prereq"
 )
 
-const (
-	imageV1 = "registry.test/web:1"
-	imageV2 = "registry.test/web:2"
-)
-
 // repoBin is the repository's bin/, where scripts/pulumi.sh puts the
 // Pulumi CLI and the provider plugin.
 func repoBin(t *testing.T) string {
@@ -114,11 +109,19 @@ func TestIntegrationProgramOnSimulatedCluster(t *testing.T) {
 func runProgramScenario(t *testing.T, cluster *testCluster) {
 	stack := newStack(t, cluster)
 	ctx := t.Context()
+	imageV1, imageV2 := cluster.V1, cluster.V2
 	setConfig(t, stack, "image", imageV1)
 	setConfig(t, stack, "replicas", "2")
-	setConfig(t, stack, "progressDeadlineSeconds", "10")
+	if cluster.Serve == nil {
+		// Simulated pods are ready at once; a short deadline keeps the
+		// failed rollout short.
+		setConfig(t, stack, "progressDeadlineSeconds", "10")
+	}
 
-	var nodePort int
+	var (
+		nodePort int
+		failed   func(t *testing.T, answered string) int
+	)
 	step(t, "up creates the deployment and the NodePort service and exports the address", func(t *testing.T) {
 		res, err := stack.Up(ctx)
 		if err != nil {
@@ -135,6 +138,12 @@ func runProgramScenario(t *testing.T, cluster *testCluster) {
 		}
 		if rev, _ := res.Outputs["liveRevision"].Value.(float64); rev != 1 {
 			t.Errorf("liveRevision output = %v, want 1", res.Outputs["liveRevision"].Value)
+		}
+		if cluster.Client == nil {
+			cluster.Client = cluster.Connect(t, res.Outputs)
+		}
+		if cluster.Serve != nil {
+			failed = cluster.Serve(t, nodePort)
 		}
 		var d api.Deployment
 		if err := cluster.Client.Get(ctx, "default", "web", &d); err != nil {
@@ -182,21 +191,21 @@ func runProgramScenario(t *testing.T, cluster *testCluster) {
 		if np, _ := res.Outputs["nodePort"].Value.(float64); int(np) != nodePort {
 			t.Errorf("the node port moved from %d to %v", nodePort, res.Outputs["nodePort"].Value)
 		}
+		if failed != nil {
+			if n := failed(t, "v2"); n != 0 {
+				t.Errorf("%d requests failed during the rolling update", n)
+			}
+		}
 	})
 
 	step(t, "a broken image fails up with the rollout's evidence and leaves the change pending", func(t *testing.T) {
-		setConfig(t, stack, "image", brokenImage)
+		setConfig(t, stack, "image", cluster.Broken)
 		_, err := stack.Up(ctx, optup.ErrorProgressStreams(&testWriter{t}))
 		if err == nil {
 			t.Fatal("up with an image whose pods never become ready succeeded")
 		}
-		// The same evidence the Terraform provider gives: what is live
-		// after the rollback, and why the new pods are not ready.
 		msg := strings.Join(strings.Fields(err.Error()), " ")
-		for _, want := range []string{
-			"rolled deployment default/web back: revision 2 is live",
-			"CrashLoopBackOff",
-		} {
+		for _, want := range cluster.BrokenEvidence {
 			if !strings.Contains(msg, want) {
 				t.Errorf("up's error lacks %q:\n%s", want, err)
 			}
@@ -207,6 +216,11 @@ func runProgramScenario(t *testing.T, cluster *testCluster) {
 		}
 		if img := d.Spec.Template.Spec.Containers[0].Image; img != imageV2 || d.Status.RolloutState != api.RolloutRolledBack {
 			t.Errorf("after the failed rollout the deployment runs %s, rollout %s; want %s, RolledBack", img, d.Status.RolloutState, imageV2)
+		}
+		if failed != nil {
+			if n := failed(t, "v2"); n != 0 {
+				t.Errorf("%d requests failed during the failed rollout", n)
+			}
 		}
 		res, err := stack.Preview(ctx)
 		if err != nil {
@@ -221,14 +235,7 @@ func runProgramScenario(t *testing.T, cluster *testCluster) {
 		if _, err := stack.Destroy(ctx, optdestroy.ErrorProgressStreams(&testWriter{t})); err != nil {
 			t.Fatalf("destroy: %v", err)
 		}
-		var d api.Deployment
-		if err := cluster.Client.Get(ctx, "default", "web", &d); !api.IsNotFound(err) {
-			t.Errorf("deployment after destroy: %v, want not found", err)
-		}
-		var svc api.Service
-		if err := cluster.Client.Get(ctx, "default", "web", &svc); !api.IsNotFound(err) {
-			t.Errorf("service after destroy: %v, want not found", err)
-		}
+		cluster.AfterDestroy(t)
 		res, err := stack.Preview(ctx)
 		if err != nil {
 			t.Fatalf("preview after destroy: %v", err)

@@ -10,22 +10,38 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+
 	"github.com/berth-io/berth/control/api"
 	"github.com/berth-io/berth/control/client"
 	"github.com/berth-io/berth/control/plane"
 )
 
-// testCluster is what the example's tests run against: where the program
-// finds its cluster, and a client to check what the program made. The
-// simulated cluster below is the first target; a testbed cluster (real
-// hosts, agents and a prober) fills the same fields.
+// testCluster is what the example's scenario runs against: where the
+// program finds its cluster, the images to roll, and hooks for what
+// differs between a simulated cluster and testbed hosts.
 type testCluster struct {
 	// StackConfig is the stack configuration that points the program at
-	// the cluster: adminConfig here, inventory (and nodeImage) for a
-	// testbed.
+	// the cluster: adminConfig for a given cluster, inventory and
+	// nodeImage for one the program provisions.
 	StackConfig map[string]string
-	// Client is an admin client of the cluster.
+	// V1, V2 and Broken are workload images; Broken's pods never become
+	// ready.
+	V1, V2, Broken string
+	// BrokenEvidence are phrases the failed up's error must contain.
+	BrokenEvidence []string
+	// Client is an admin client of the cluster; nil until Connect made
+	// it when the program provisions the cluster.
 	Client *client.Client
+	// Connect, when set, makes Client from the first up's outputs.
+	Connect func(t *testing.T, outputs auto.OutputMap) *client.Client
+	// Serve, when set, starts measuring availability through the
+	// service's node port after the first up; the returned function
+	// reports the requests that failed so far, waiting first until the
+	// given version has answered.
+	Serve func(t *testing.T, nodePort int) (failed func(t *testing.T, answered string) int)
+	// AfterDestroy checks that destroy left nothing behind.
+	AfterDestroy func(t *testing.T)
 }
 
 // brokenImage is an image whose pods never become ready on simulated
@@ -84,7 +100,24 @@ func simulatedCluster(t *testing.T, nodes int) *testCluster {
 		}
 		t.Cleanup(n.stop)
 	}
-	return &testCluster{StackConfig: map[string]string{"adminConfig": path}, Client: cli}
+	return &testCluster{
+		StackConfig: map[string]string{"adminConfig": path},
+		V1:          "registry.test/web:1", V2: "registry.test/web:2", Broken: brokenImage,
+		// The same evidence the Terraform provider gives: what is live
+		// after the rollback, and why the new pods are not ready.
+		BrokenEvidence: []string{"rolled deployment default/web back: revision 2 is live", "CrashLoopBackOff"},
+		Client:         cli,
+		AfterDestroy: func(t *testing.T) {
+			var d api.Deployment
+			if err := cli.Get(t.Context(), "default", "web", &d); !api.IsNotFound(err) {
+				t.Errorf("deployment after destroy: %v, want not found", err)
+			}
+			var svc api.Service
+			if err := cli.Get(t.Context(), "default", "web", &svc); !api.IsNotFound(err) {
+				t.Errorf("service after destroy: %v, want not found", err)
+			}
+		},
+	}
 }
 
 // simNode plays a node agent without running anything.
