@@ -23,7 +23,8 @@ import (
 
 // The keeper is a long-running helper process inside the router's network
 // namespace. It serves the registry and the load balancer on testbed
-// addresses, and a control API on the unix socket StateDir/NAME/keeper.sock:
+// addresses, delays traffic between vendors when the testbed has latency
+// (see latency.go), and serves a control API on the unix socket StateDir/NAME/keeper.sock:
 //
 //	GET /healthz   200 once everything serves
 //	GET /lb        the load balancer's configuration and backend health (LBStatus)
@@ -210,6 +211,19 @@ func keeperMain() error {
 	bal, err := newBalancer(lbL)
 	if err != nil {
 		return fmt.Errorf("keeper: %w", err)
+	}
+	latency, err := parseLatency(st.Latency)
+	if err != nil {
+		return fmt.Errorf("keeper: %w", err)
+	}
+	if latency > 0 {
+		// Before the control API answers, so Up returns with latency in place.
+		d, err := startDelay(ctx, p, len(st.Vendors), latency)
+		if err != nil {
+			return fmt.Errorf("keeper: %w", err)
+		}
+		defer d.Close()
+		fmt.Fprintf(os.Stderr, "keeper: traffic between vendors delayed by %s each way\n", latency)
 	}
 
 	errc := make(chan error, 3)

@@ -8,12 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"time"
 )
-
-// ErrNoNetem is returned by Up when Options.Latency is set but the kernel
-// lacks the netem queueing discipline.
-var ErrNoNetem = errors.New("kernel has no netem qdisc, so the testbed cannot add latency")
 
 // netnsDir is where iproute2 keeps named network namespaces.
 const netnsDir = "/run/netns"
@@ -71,7 +66,8 @@ func inNS(ctx context.Context, ns, stdin string, args ...string) error {
 // routerRules is the router's firewall. Forwarded traffic may go from the
 // root namespace to hosts and between hosts of the block, never anywhere
 // else; nothing new may enter the root link, so hosts can only answer the
-// root namespace. The router itself accepts only the registry and the load
+// root namespace. Traffic between vendors may pass through the delay device
+// (see latency.go). The router itself accepts only the registry and the load
 // balancer, and pings.
 func routerRules(p plan) string {
 	return fmt.Sprintf(`table inet btb {
@@ -88,14 +84,16 @@ func routerRules(p plan) string {
 		ct state established,related accept
 		iifname "%[7]s" oifname "br*" ip saddr %[2]s ip daddr %[1]s accept
 		iifname "br*" oifname "br*" ip saddr %[1]s ip daddr %[1]s accept
+		iifname "br*" oifname "%[8]s" ip saddr %[1]s ip daddr %[1]s accept
+		iifname "%[8]s" oifname "br*" ip saddr %[1]s ip daddr %[1]s accept
 	}
 }
-`, p.Block(), p.RootAddr(), p.Registry(), p.LB(), RegistryPort, LBPort, uplinkName)
+`, p.Block(), p.RootAddr(), p.Registry(), p.LB(), RegistryPort, LBPort, uplinkName, delayLink)
 }
 
 // buildRouter makes the router namespace, the root link with its route, the
 // firewall, and one bridge per vendor.
-func buildRouter(ctx context.Context, st *state, p plan, latency time.Duration) error {
+func buildRouter(ctx context.Context, st *state, p plan) error {
 	r := routerNS(st.Name)
 	if err := ip(ctx, "", "netns", "add", r); err != nil {
 		return fmt.Errorf("make router namespace: %w", err)
@@ -134,17 +132,6 @@ func buildRouter(ctx context.Context, st *state, p plan, latency time.Duration) 
 	for _, s := range steps {
 		if err := ip(ctx, s[0], s[1:]...); err != nil {
 			return fmt.Errorf("build router: %w", err)
-		}
-	}
-	if latency > 0 {
-		for v := range st.Vendors {
-			err := run(ctx, "", "tc", "-n", r, "qdisc", "add", "dev", bridgeName(v+1), "root", "netem", "delay", latency.String())
-			if err != nil && strings.Contains(err.Error(), "unknown") {
-				return ErrNoNetem
-			}
-			if err != nil {
-				return fmt.Errorf("add latency to vendor %q: %w", st.Vendors[v].Name, err)
-			}
 		}
 	}
 	return nil

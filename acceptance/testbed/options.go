@@ -30,9 +30,12 @@ type Options struct {
 	Name string
 	// Vendors lists the vendors in order; at least one.
 	Vendors []Vendor
-	// Latency, when non-zero, delays every packet the router sends into a
-	// vendor's subnet (so traffic between vendors sees about twice as much).
-	// It needs the kernel's netem qdisc; Up fails with ErrNoNetem without it.
+	// Latency, when non-zero, delays every packet crossing from one vendor
+	// to another by this much, so a round trip between hosts of different
+	// vendors takes at least twice as long. Traffic within a vendor, from the
+	// root namespace and to or from the registry and the load balancer is
+	// not delayed. The router does it with a TUN device and the keeper
+	// process (no netem needed).
 	Latency time.Duration
 	// Detach makes the testbed's keeper process its owner, so the testbed
 	// outlives the process that called Up (the CLI does this). Otherwise the

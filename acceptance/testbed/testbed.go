@@ -175,7 +175,7 @@ func (tb *Testbed) build(ctx context.Context, o Options) error {
 	}
 	p := tb.plan()
 	tb.logf("building router and %d vendor networks", len(tb.st.Vendors))
-	if err := buildRouter(ctx, &tb.st, p, o.Latency); err != nil {
+	if err := buildRouter(ctx, &tb.st, p); err != nil {
 		return err
 	}
 	for i := range tb.st.Hosts {

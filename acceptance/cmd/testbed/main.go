@@ -61,7 +61,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "up":
 		hosts := fs.String("hosts", "vendor-a=3,vendor-b=3", "vendors and their host counts")
-		latency := fs.Duration("latency", 0, "delay added to traffic into each vendor (needs netem)")
+		latency := fs.Duration("latency", 0, "delay added to each packet between vendors (a round trip between vendors takes twice as long)")
 		out := fs.String("out", "", "write the inventory JSON to this file")
 		if err := parse(fs, args, 0); err != nil {
 			return err
