@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/berth-io/berth/control/api"
@@ -60,5 +61,36 @@ func TestStandInPodIsAnUnboundOwnerlessCopyServingTheSamePods(t *testing.T) {
 	}
 	if _, ok := p.Metadata.Labels[LabelStandInFor]; ok || p.Spec.NodeName != "n1" {
 		t.Errorf("standInPod changed the original pod")
+	}
+}
+
+func TestControlPlaneMoveTakesLeavingHostsInNameOrderAndFollowsBothSets(t *testing.T) {
+	prior := stateFor(t, testSpec([]string{"cp-2", "cp-1", "cp-3"}, []string{"w-1", "w-9"}), testDigest)
+	moved := testSpec(nil, []string{"w-1"})
+	for i, n := range []string{"cp-4", "cp-5", "cp-6"} {
+		moved.ControlPlane = append(moved.ControlPlane, host(n, 20+i))
+	}
+	hosts, err := moved.hosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &engine{spec: moved, settings: moved.Settings.withDefaults(), hosts: hosts, state: prior}
+	if got, want := e.leavingControlPlane(), []string{"cp-1", "cp-2", "cp-3"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("leaving control plane = %v, want %v (the worker w-9 leaves later)", got, want)
+	}
+	eps := e.liveEndpoints()
+	for _, ip := range []string{"198.18.0.10", "198.18.0.11", "198.18.0.12", "198.18.0.20", "198.18.0.21", "198.18.0.22"} {
+		if !contains(eps, apiURL(ip, 6443)) {
+			t.Errorf("live endpoints %v lack %s", eps, ip)
+		}
+	}
+	for _, ip := range []string{"198.18.0.50", "198.18.0.51"} {
+		if contains(eps, apiURL(ip, 6443)) {
+			t.Errorf("live endpoints %v name worker %s", eps, ip)
+		}
+	}
+	delete(e.state.Hosts, "cp-1")
+	if got := e.leavingControlPlane(); !reflect.DeepEqual(got, []string{"cp-2", "cp-3"}) {
+		t.Errorf("after cp-1 left: leaving = %v", got)
 	}
 }

@@ -295,7 +295,9 @@ done
 if [ -n "$name" ]; then
   for cg in /sys/fs/cgroup/*/berth-$name /sys/fs/cgroup/berth-$name; do
     [ -d "$cg" ] || continue
-    find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null
+    # cgroup2 lists a process of another PID namespace as 0, and kill 0
+    # would signal this script's own process group.
+    find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | grep -E '^[1-9][0-9]*$' | grep -vx "$$" | xargs -r kill -9 2>/dev/null
     sleep 0.2
     find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
   done

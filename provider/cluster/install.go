@@ -518,6 +518,20 @@ func (e *engine) removeLeavers(ctx context.Context) error {
 }
 
 func (e *engine) leave(ctx context.Context, name string, hs HostState) error {
+	if hs.Role == RoleControlPlane {
+		// Ask the members that stay: a member that removes itself stops
+		// before it can answer.
+		gone := apiURL(hs.InternalIP, e.settings.APIPort)
+		var eps []string
+		for _, ep := range e.liveEndpoints() {
+			if ep != gone {
+				eps = append(eps, ep)
+			}
+		}
+		if err := e.admin.SetEndpoints(eps); err != nil {
+			return fmt.Errorf("turn the engine away from leaving host %q: %w", name, err)
+		}
+	}
 	e.progress(name, "leave: cordon and drain")
 	if err := e.drainNode(ctx, name, e.spec.Rollout.or(defaultRollout).DrainTimeout); err != nil && !api.IsNotFound(err) {
 		return fmt.Errorf("drain leaving host %q: %w", name, err)
@@ -537,7 +551,7 @@ func (e *engine) leave(ctx context.Context, name string, hs HostState) error {
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				err := e.admin.RemoveMember(cctx, m.Status.ID)
 				cancel()
-				if err != nil {
+				if err != nil && !e.memberGone(ctx, m.Status.ID) {
 					return fmt.Errorf("remove etcd member %s of host %q: %w", m.Status.ID, name, err)
 				}
 			}
@@ -576,6 +590,21 @@ func (e *engine) leave(ctx context.Context, name string, hs HostState) error {
 	return nil
 }
 
+// memberGone reports whether the etcd member id is no longer listed: a
+// removal whose answer was lost may still have been applied.
+func (e *engine) memberGone(ctx context.Context, id string) bool {
+	ms, err := e.members(ctx)
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.Status.ID == id {
+			return false
+		}
+	}
+	return true
+}
+
 // writeSnapshot streams an etcd snapshot to path through a temporary file.
 func writeSnapshot(ctx context.Context, c *client.Client, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -598,8 +627,9 @@ func writeSnapshot(ctx context.Context, c *client.Client, path string) error {
 	return os.Rename(f.Name(), path)
 }
 
-// Destroy drains every host it can and wipes berth from all of them, with
-// the SSH settings recorded in state.
+// Destroy stops the cluster's workloads gracefully where the control
+// plane still answers, then wipes berth from every host, with the SSH
+// settings recorded in state.
 func Destroy(ctx context.Context, state State, opts Options) error {
 	e := &engine{opts: opts, began: time.Now(), state: state, settings: Settings{}.withDefaults()}
 	e.pool = ssh.NewPool(&ssh.Dialer{HostKeys: opts.HostKeys})
@@ -608,15 +638,9 @@ func Destroy(ctx context.Context, state State, opts Options) error {
 		if admin, err := e.adminClient(state.Endpoints); err == nil {
 			e.admin = admin
 			defer admin.Close()
-			for _, name := range sortedNames(state.Hosts) {
-				if state.Hosts[name].Role != RoleWorker {
-					continue
-				}
-				e.progress(name, "drain")
-				dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-				_ = client.Drain(dctx, admin, name, client.DrainOptions{Timeout: 2 * time.Minute})
-				cancel()
-			}
+			sctx, cancel := context.WithTimeout(ctx, time.Minute)
+			_ = e.stopWorkloads(sctx, sortedNames(state.Hosts))
+			cancel()
 		}
 	}
 	var cfgs []ssh.HostConfig
@@ -633,6 +657,49 @@ func Destroy(ctx context.Context, state State, opts Options) error {
 		e.progress(c.Host(), "wipe")
 		return wipeHost(ctx, c)
 	})
+}
+
+// stopWorkloads cordons every node and deletes every pod bound to one, so
+// each leaves the service rules before its SIGTERM, and waits until none
+// is left on a node. A drain would not do: every node is going, and
+// eviction budgets would hold pods of deployments that may lose none.
+func (e *engine) stopWorkloads(ctx context.Context, nodes []string) error {
+	for _, n := range nodes {
+		e.progress(n, "cordon")
+		if err := client.Cordon(ctx, e.admin, n, true); err != nil && !api.IsNotFound(err) {
+			return fmt.Errorf("cordon host %q: %w", n, err)
+		}
+	}
+	e.progress("", "stop workloads")
+	deleted := map[string]bool{}
+	for {
+		var pods api.PodList
+		if err := e.admin.List(ctx, &pods, client.ListOptions{}); err != nil {
+			return fmt.Errorf("list pods: %w", err)
+		}
+		left := 0
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if p.Spec.NodeName == "" {
+				continue
+			}
+			left++
+			if k := p.Metadata.UID; !deleted[k] {
+				if err := e.admin.Delete(ctx, p); err != nil && !api.IsNotFound(err) {
+					return fmt.Errorf("delete pod %s: %w", api.Key(p), err)
+				}
+				deleted[k] = true
+			}
+		}
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d pods still on nodes: %w", left, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func short(d string) string {
