@@ -182,6 +182,10 @@ func (e *engine) apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Leaving hosts that no longer answer are given up first (move.go).
+	if err := e.settleLeavers(ctx); err != nil {
+		return err
+	}
 	// 2. Control-plane hosts, one at a time: new ones join as learners,
 	// existing ones are replaced when their image or configuration changed.
 	// A move (hosts joining while others leave) pairs each join with the
@@ -221,6 +225,21 @@ func (e *engine) apply(ctx context.Context) error {
 		}
 		if err := e.checkQuorum(ctx, h.Name); err != nil {
 			return err
+		}
+		if len(leavingCPs) > 0 {
+			// A run cut short between a join and its removal left an
+			// extra member: remove a leaving host before the next join.
+			n, err := e.memberCount(ctx)
+			if err != nil {
+				return err
+			}
+			if n > len(cps) {
+				name := leavingCPs[0]
+				leavingCPs = leavingCPs[1:]
+				if err := e.leave(ctx, name, e.state.Hosts[name]); err != nil {
+					return err
+				}
+			}
 		}
 		if len(leavingCPs) > 0 && !snapshotted {
 			if err := e.snapshot(ctx); err != nil {

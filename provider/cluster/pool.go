@@ -112,6 +112,9 @@ func ApplyPool(ctx context.Context, spec PoolSpec, prior State, opts Options) (S
 		return e.poolState(), fmt.Errorf("worker pool %q: the control plane does not answer at %v: %w", spec.Pool.Name, spec.Cluster.Endpoints, err)
 	}
 	e.state.ClusterID = cp.ClusterID
+	if err := e.settleLeavers(ctx); err != nil {
+		return e.poolState(), err
+	}
 	if err := e.applyWorkers(ctx, workers); err != nil {
 		return e.poolState(), err
 	}
