@@ -340,7 +340,7 @@ func runSchedulerThroughput(ctx context.Context, w io.Writer) ([]bench.Figure, e
 		}
 		// The scheduler binds with one worker (get from its cache, then a
 		// CAS update): the baseline is one client doing get+CAS txns.
-		bt, err := txnThroughput(ctx, raw.cli, fmt.Sprintf("/bench/sched/%d/", run), 2000, 1)
+		bt, err := txnThroughput(ctx, raw.cli, fmt.Sprintf("/bench/sched/%d/", run), 5000, 1)
 		if err != nil {
 			return nil, fmt.Errorf("etcd txns: %w", err)
 		}
