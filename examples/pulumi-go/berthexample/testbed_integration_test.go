@@ -100,7 +100,13 @@ func testbedCluster(t *testing.T, n int) *testCluster {
 		},
 		Serve: func(t *testing.T, nodePort int) func(*testing.T, string) int {
 			t.Helper()
-			if err := tb.SetLB(ctx, nodePort); err != nil {
+			// Only the cluster's hosts open the node port; a host of the
+			// testbed outside the cluster would never pass the health check.
+			var names []string
+			for _, h := range hosts[:n] {
+				names = append(names, h.Name)
+			}
+			if err := tb.SetLB(ctx, nodePort, names...); err != nil {
 				t.Fatal(err)
 			}
 			if err := tb.WaitLB(ctx); err != nil {
