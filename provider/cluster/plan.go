@@ -15,7 +15,8 @@ type PlanSummary struct {
 	Bootstrap bool
 	// Join, Replace and Leave name hosts that will join, be replaced in
 	// place (new image or configuration) and leave, in the order Apply
-	// takes them.
+	// takes them (in a control-plane move, leaving control-plane hosts
+	// paired with joins leave before the workers).
 	Join    []string
 	Replace []string
 	Leave   []string
@@ -95,6 +96,30 @@ func Plan(spec Spec, prior State) (PlanSummary, error) {
 	} else if len(joinCP) > 0 {
 		p.Actions = append(p.Actions, fmt.Sprintf("control-plane hosts %s join one at a time as etcd learners and are promoted", strings.Join(joinCP, ", ")))
 	}
+	// A move: each join is paired with the removal of one leaving host, in
+	// the order Apply takes them; leaving hosts beyond the joins go after
+	// the workers.
+	moving := !p.Bootstrap && len(joinCP) > 0 && len(leaveCP) > 0
+	var pairedCP, laterCP []string
+	if moving {
+		var steps []string
+		for i, j := range joinCP {
+			steps = append(steps, "add learner "+j+", promote")
+			if i < len(leaveCP) {
+				steps = append(steps, "remove member "+leaveCP[i])
+				pairedCP = append(pairedCP, leaveCP[i])
+			}
+		}
+		laterCP = leaveCP[len(pairedCP):]
+		p.Actions = append(p.Actions,
+			fmt.Sprintf("etcd members move %s → %s, one at a time, each join paired with one removal so etcd never holds more than one extra member: %s",
+				strings.Join(leaveCP, ", "), strings.Join(joinCP, ", "), strings.Join(steps, "; ")),
+			fmt.Sprintf("control-plane hosts %s leave one at a time as their turn comes: drained, etcd member removed by the ID etcd reports (quorum checked before and after), stopped and wiped", strings.Join(pairedCP, ", ")),
+			fmt.Sprintf("the published API endpoints move with them, from %s to %s; agents and clients that sync endpoints follow", strings.Join(leaveCP, ", "), strings.Join(controlPlaneNames(hosts), ", ")),
+		)
+	} else {
+		laterCP = leaveCP
+	}
 	if len(replCP) > 0 {
 		var snap string
 		if spec.SnapshotPath != "" {
@@ -121,13 +146,17 @@ func Plan(spec Spec, prior State) (PlanSummary, error) {
 		p.Actions = append(p.Actions, fmt.Sprintf("%s of pool %s will be replaced %s (cordon, drain, install, wait healthy, uncordon)", countHosts(len(replW[pool]), "node"), pool, how))
 	}
 	if len(leaveW) > 0 {
-		p.Actions = append(p.Actions, fmt.Sprintf("workers %s leave: drained, stopped and wiped", strings.Join(leaveW, ", ")))
-	}
-	if len(leaveCP) > 0 {
-		if len(joinCP) > 0 && !p.Bootstrap {
-			p.Actions = append(p.Actions, fmt.Sprintf("etcd members move %s → %s", strings.Join(leaveCP, ", "), strings.Join(joinCP, ", ")))
+		after := ""
+		if len(joinW) > 0 {
+			after = " after the new workers are healthy"
 		}
-		p.Actions = append(p.Actions, fmt.Sprintf("control-plane hosts %s leave one at a time: drained, etcd member removed by ID, stopped and wiped", strings.Join(leaveCP, ", ")))
+		p.Actions = append(p.Actions, fmt.Sprintf("workers %s leave one at a time%s: cordoned, drained (stand-in pods keep deployments that may lose none at full strength), node deleted, stopped and wiped", strings.Join(leaveW, ", "), after))
+	}
+	if len(laterCP) > 0 {
+		p.Actions = append(p.Actions, fmt.Sprintf("control-plane hosts %s leave one at a time: drained, etcd member removed by the ID etcd reports (quorum checked before and after), stopped and wiped", strings.Join(laterCP, ", ")))
+	}
+	if len(leaveW)+len(leaveCP) > 0 {
+		p.Actions = append(p.Actions, "a leaving host that no longer answers SSH is removed from etcd and the cluster and dropped from state without a wipe")
 	}
 	if voters := len(spec.ControlPlane); voters%2 == 0 {
 		p.Actions = append(p.Actions, fmt.Sprintf("warning: %d control-plane hosts tolerate no more failures than %d do; use an odd number", voters, voters-1))
@@ -137,11 +166,23 @@ func Plan(spec Spec, prior State) (PlanSummary, error) {
 	for _, pool := range poolOrder {
 		p.Replace = append(p.Replace, replW[pool]...)
 	}
-	p.Leave = append(leaveW, leaveCP...)
+	for _, part := range [][]string{pairedCP, leaveW, laterCP} {
+		p.Leave = append(p.Leave, part...)
+	}
 	if p.NoChanges() {
 		p.Actions = append(p.Actions, "no changes: every host runs the desired image and configuration")
 	}
 	return p, nil
+}
+
+func controlPlaneNames(hosts []desiredHost) []string {
+	var out []string
+	for _, h := range hosts {
+		if h.Role == RoleControlPlane {
+			out = append(out, h.Name)
+		}
+	}
+	return out
 }
 
 func countHosts(n int, what string) string {
