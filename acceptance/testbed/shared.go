@@ -96,7 +96,7 @@ func Prereqs(t testing.TB) {
 	t.Helper()
 	prereq.Integration(t)
 	prereq.Root(t)
-	prereq.Binary(t, "ip", "nft", "nsenter", "tc")
+	prereq.Binary(t, "ip", "nft", "nsenter")
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 		prereq.Missing(t, "/usr/sbin/sshd is not installed (openssh-server)")
 	}
