@@ -1,12 +1,14 @@
 // Package cluster_test installs whole clusters with provider/cluster on
-// testbed hosts: bootstrap, idempotent re-runs and pinned host keys.
+// testbed hosts: bootstrap, idempotent re-runs, pinned host keys, rolling
+// upgrades under traffic, rollback, resume from the journal and control
+// plane moves.
 package cluster_test
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,7 +23,27 @@ import (
 	"github.com/berth-io/berth/provider/ssh"
 )
 
-func TestMain(m *testing.M) { os.Exit(testbed.Main(m)) }
+// TestMain shares one testbed of eight hosts: five at one vendor (three
+// control-plane hosts and two workers), three at another (where the
+// control plane moves).
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+// imageDir holds the node images this test binary builds: bin/ is shared
+// with other builds of the tree, so the tests never read a bundle from it.
+var imageDir string
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "berth-acceptance-cluster-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	imageDir = dir
+	return testbed.MainWith(m, testbed.Options{Vendors: []testbed.Vendor{{Name: "vendor-a", Hosts: 5}, {Name: "vendor-b", Hosts: 3}}})
+}
 
 var (
 	imageOnce   sync.Once
@@ -30,25 +52,11 @@ var (
 	imageErr    error
 )
 
-// nodeImage builds bin/node-image.tar.gz once per test binary.
+// nodeImage builds the node image of this tree once per test binary.
 func nodeImage(t *testing.T) (string, string) {
 	t.Helper()
 	imageOnce.Do(func() {
-		root, err := filepath.Abs("../..")
-		if err != nil {
-			imageErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, filepath.Join(root, "scripts", "image.sh")).Output()
-		if err != nil {
-			imageErr = err
-			return
-		}
-		lines := strings.Fields(string(out))
-		imageDigest = lines[len(lines)-1]
-		imagePath = filepath.Join(root, "bin", "node-image.tar.gz")
+		imagePath, imageDigest, imageErr = buildImage(imageDir, "./cmd/berth", "v0.0.0-acceptance-a")
 	})
 	if imageErr != nil {
 		t.Fatalf("build node image: %v", imageErr)
