@@ -18,10 +18,17 @@
 //  3. replaces, one host (or MaxUnavailable hosts) at a time, every host
 //     whose node image or configuration changed: cordon, drain, install,
 //     wait until healthy, uncordon; control-plane hosts one at a time after
-//     an etcd snapshot, with quorum checked before and after each;
+//     an etcd snapshot, with quorum checked before and after each. A drain
+//     never takes a deployment below what its maxUnavailable allows: pods
+//     it may not lose get stand-ins (ownerless copies the service selects,
+//     labelled LabelStandInFor) that are Ready before the pods are evicted
+//     and deleted once the deployment has its own pods back;
 //  4. removes hosts that left the Spec: drained, their etcd member removed
-//     by ID, their services stopped and berth's files wiped, reached with the
-//     SSH settings recorded in State.
+//     by ID (through the members that stay), their services stopped and
+//     berth's files and network state wiped, reached with the SSH settings
+//     recorded in State. When control-plane hosts leave while others join
+//     (a move), each join is followed by one removal, so etcd never has
+//     more than one extra member.
 //
 // Installing on a host uploads the bundle (its sha256 verified on the host),
 // unpacks it under /opt/berth/images/<hex>, writes /etc/berth, switches
