@@ -162,7 +162,7 @@ func runProgramScenario(t *testing.T, cluster *testCluster) {
 	})
 
 	step(t, "preview right after up shows no changes", func(t *testing.T) {
-		res, err := stack.Preview(ctx, optpreview.ExpectNoChanges())
+		res, err := stack.Preview(ctx, optpreview.ExpectNoChanges(), optpreview.Diff())
 		if err != nil {
 			t.Fatalf("preview: %v", err)
 		}
