@@ -43,6 +43,14 @@ func (h *clientHolder) configureDataSource(req datasource.ConfigureRequest, resp
 	h.setData(req.ProviderData, &resp.Diagnostics)
 }
 
+// configPending reports whether the provider's configuration is known only
+// after apply: it is built from a resource that changes in the same run,
+// such as berth_cluster's endpoints while the control plane moves to other
+// hosts. A refresh then keeps the prior state (the objects cannot be read
+// at endpoints that do not serve yet); they are read again once the
+// configuration is known.
+func (h *clientHolder) configPending() bool { return h.data != nil && h.data.unknown != "" }
+
 // client returns the control-plane client or adds a diagnostic saying why
 // there is none and what to do.
 func (h *clientHolder) client(ctx context.Context, diags *diag.Diagnostics) *client.Client {

@@ -209,6 +209,31 @@ func plannedEndpoints(s cluster.Spec) types.List {
 	return types.ListValueMust(types.StringType, eps)
 }
 
+// sameStrings reports whether two string lists hold the same strings,
+// in any order.
+func sameStrings(ctx context.Context, a, b types.List) bool {
+	if a.IsUnknown() || b.IsUnknown() || a.IsNull() != b.IsNull() {
+		return false
+	}
+	var x, y []string
+	_ = a.ElementsAs(ctx, &x, false)
+	_ = b.ElementsAs(ctx, &y, false)
+	if len(x) != len(y) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, s := range x {
+		seen[s]++
+	}
+	for _, s := range y {
+		seen[s]--
+		if seen[s] < 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func joinHostPort(h string, p int) string {
 	if strings.Contains(h, ":") {
 		return fmt.Sprintf("[%s]:%d", h, p)
@@ -249,6 +274,17 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		return
 	}
 	plan.Endpoints = plannedEndpoints(spec)
+	if !req.State.Raw.IsNull() {
+		// While the control plane moves, the new endpoints serve only
+		// after apply: planned as known, they would point a provider
+		// configured from them (workloads, node pools) at hosts that do not
+		// answer yet during this plan's refresh.
+		var st clusterModel
+		resp.Diagnostics.Append(req.State.Get(ctx, &st)...)
+		if !sameStrings(ctx, st.Endpoints, plan.Endpoints) {
+			plan.Endpoints = types.ListUnknown(types.StringType)
+		}
+	}
 	if sum.NoChanges() && !req.State.Raw.IsNull() {
 		var st clusterModel
 		resp.Diagnostics.Append(req.State.Get(ctx, &st)...)

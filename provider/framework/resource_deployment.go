@@ -294,7 +294,7 @@ func (r *deploymentResource) settle(ctx context.Context, m *deploymentModel, d *
 	if err != nil {
 		return err
 	}
-	out := waitRollout(ctx, cli, d.Metadata.Namespace, d.Metadata.Name, d.Metadata.Generation)
+	out := waitRollout(ctx, cli, d)
 	final := out.deployment
 	if final == nil {
 		final = d
@@ -346,6 +346,10 @@ func (r *deploymentResource) Create(ctx context.Context, req resource.CreateRequ
 func (r *deploymentResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
 	var m deploymentModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if r.configPending() {
+		// The prior state stands until the configuration is known.
+		return
+	}
 	cli := r.client(ctx, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return

@@ -156,7 +156,7 @@ func warning(t *testing.T, diags []*tfprotov6.Diagnostic, prefix string) string 
 	return ""
 }
 
-func TestClusterPlanOfAMoveToAnotherVendorWarnsWithEveryStepAndPlansTheNewEndpoints(t *testing.T) {
+func TestClusterPlanOfAMoveToAnotherVendorWarnsWithEveryStepAndLeavesTheEndpointsToApply(t *testing.T) {
 	plan, attrsOf := planServer(t)
 	a := map[string]string{"a-1": "198.18.1.11", "a-2": "198.18.1.12", "a-3": "198.18.1.13"}
 	b := map[string]string{"b-1": "198.18.2.11", "b-2": "198.18.2.12", "b-3": "198.18.2.13"}
@@ -188,20 +188,20 @@ func TestClusterPlanOfAMoveToAnotherVendorWarnsWithEveryStepAndPlansTheNewEndpoi
 			t.Errorf("the plan's warning does not say %q:\n%s", want, text)
 		}
 	}
-	var eps []tftypes.Value
-	if err := planned["endpoints"].As(&eps); err != nil {
-		t.Fatalf("planned endpoints %v: %v", planned["endpoints"], err)
+	if planned["endpoints"].IsKnown() {
+		t.Errorf("planned endpoints = %v during a move, want unknown: the new hosts serve only after apply, and a provider configured from them must not try them during the plan", planned["endpoints"])
 	}
-	var got []string
-	for _, e := range eps {
-		var s string
-		if err := e.As(&s); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, s)
+
+	// Without a move the endpoints stay known, so providers built on them
+	// read their objects as usual.
+	same := map[string]tftypes.Value{}
+	for k, v := range config {
+		same[k] = v
 	}
-	if want := "https://198.18.2.11:6443 https://198.18.2.12:6443 https://198.18.2.13:6443"; strings.Join(got, " ") != want {
-		t.Errorf("planned endpoints = %v, want %s (known at plan time, so outputs and providers built on them follow)", got, want)
+	same["control_plane_hosts"] = prior["control_plane_hosts"]
+	planned, _ = plan("berth_cluster", prior, same, records(cluster.RoleControlPlane, "", a))
+	if !planned["endpoints"].Equal(prior["endpoints"]) {
+		t.Errorf("planned endpoints without a move = %v, want the prior %v", planned["endpoints"], prior["endpoints"])
 	}
 }
 
@@ -221,10 +221,24 @@ func TestNodePoolPlanOfAMoveWarnsThatNewWorkersJoinBeforeOldOnesLeave(t *testing
 	for k, v := range common {
 		prior[k], config[k] = v, v
 	}
-	_, diags := plan("berth_node_pool", prior, config, records(cluster.RoleWorker, "workers", a))
-	text := strings.Join(strings.Fields(warning(t, diags, "berth_node_pool workers: ")), " ")
-	join, leave := strings.Index(text, "workers b-4, b-5 join"), strings.Index(text, "workers a-4, a-5 leave one at a time after the new workers are healthy")
-	if join < 0 || leave < join {
-		t.Errorf("the pool plan's warning does not say new workers join, then old ones leave:\n%s", text)
+	for name, eps := range map[string]tftypes.Value{
+		"endpoints known": config["endpoints"],
+		// The control plane moves in the same run (berth_cluster plans
+		// its endpoints unknown): the words are the same.
+		"endpoints known after apply": tftypes.NewValue(tftypes.List{ElementType: tftypes.String}, tftypes.UnknownValue),
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := map[string]tftypes.Value{}
+			for k, v := range config {
+				cfg[k] = v
+			}
+			cfg["endpoints"] = eps
+			_, diags := plan("berth_node_pool", prior, cfg, records(cluster.RoleWorker, "workers", a))
+			text := strings.Join(strings.Fields(warning(t, diags, "berth_node_pool workers: ")), " ")
+			join, leave := strings.Index(text, "workers b-4, b-5 join"), strings.Index(text, "workers a-4, a-5 leave one at a time after the new workers are healthy")
+			if join < 0 || leave < join {
+				t.Errorf("the pool plan's warning does not say new workers join, then old ones leave:\n%s", text)
+			}
+		})
 	}
 }

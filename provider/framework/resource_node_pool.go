@@ -153,6 +153,16 @@ func (r *nodePoolResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	endpointsPending := false
+	if !known && hasPrior && plan.Endpoints.IsUnknown() {
+		// The cluster's control plane moves in the same run: what happens
+		// to the pool's hosts can still be said, with the endpoints it has.
+		withPrior := plan
+		withPrior.Endpoints = prior.Endpoints
+		if s, ok := r.spec(ctx, withPrior, &resp.Diagnostics); ok {
+			spec, known, endpointsPending = s, true, true
+		}
+	}
 	if !known {
 		if !hasPrior || !plan.Hosts.Equal(prior.Hosts) || !plan.ImageDigest.Equal(prior.ImageDigest) {
 			plan.HostStatus = types.MapUnknown(types.ObjectType{AttrTypes: hostStatusAttrTypes})
@@ -166,7 +176,10 @@ func (r *nodePoolResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 		resp.Diagnostics.AddAttributeError(path.Root("hosts"), "Invalid node pool configuration", err.Error()+"\n\nFix the pool's name, host names or addresses.")
 		return
 	}
-	if sum.NoChanges() && hasPrior {
+	if endpointsPending {
+		sum.Actions = append(sum.Actions, "the cluster's endpoints are known only after its control plane has moved; the pool's hosts are configured with them")
+	}
+	if sum.NoChanges() && hasPrior && !endpointsPending {
 		plan.HostStatus = prior.HostStatus
 	} else {
 		plan.HostStatus = types.MapUnknown(types.ObjectType{AttrTypes: hostStatusAttrTypes})

@@ -213,6 +213,10 @@ func (r *podResource) Create(ctx context.Context, req resource.CreateRequest, re
 func (r *podResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
 	var m podModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if r.configPending() {
+		// The prior state stands until the configuration is known.
+		return
+	}
 	cli := r.client(ctx, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return

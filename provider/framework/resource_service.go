@@ -188,6 +188,10 @@ func (r *serviceResource) Create(ctx context.Context, req resource.CreateRequest
 func (r *serviceResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
 	var m serviceModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if r.configPending() {
+		// The prior state stands until the configuration is known.
+		return
+	}
 	cli := r.client(ctx, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
