@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/prereqs.sh
+# Docker Swarm is the peer berth is measured against; installed (never
+# started as a system service) when missing.
+scripts/install-docker.sh
 go run ./bench/cmd/bench "$@"
