@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/berth-io/berth/provider/cluster"
-	"github.com/berth-io/berth/provider/ssh"
 )
 
 // privateHostsKey is the private-state key under which cluster and
@@ -143,14 +142,14 @@ func expandHosts(ctx context.Context, m types.Map, d SSHDefaults, diags *diag.Di
 	for _, n := range names {
 		hm := hosts[n]
 		key := str(hm.PrivateKey, d.PrivateKey)
-		cfg := ssh.HostConfig{
+		cfg := cluster.SSHConfig{
 			Name: n, Address: str(hm.Address, ""), Port: port(hm.Port, d.Port), User: str(hm.User, d.User),
 			PrivateKey: []byte(key), UseAgent: key == "", HostKey: strings.TrimSpace(str(hm.HostKey, "")),
 		}
 		switch {
 		case hm.JumpHost != nil:
 			jk := str(hm.JumpHost.PrivateKey, key)
-			cfg.Jump = &ssh.HostConfig{Name: n + "-jump", Address: str(hm.JumpHost.Address, ""), Port: port(hm.JumpHost.Port, DefaultSSHPort),
+			cfg.Jump = &cluster.SSHConfig{Name: n + "-jump", Address: str(hm.JumpHost.Address, ""), Port: port(hm.JumpHost.Port, DefaultSSHPort),
 				User: str(hm.JumpHost.User, cfg.User), PrivateKey: []byte(jk), UseAgent: jk == "", HostKey: str(hm.JumpHost.HostKey, "")}
 		case d.JumpHost != nil:
 			jk := d.JumpHost.PrivateKey
@@ -158,7 +157,7 @@ func expandHosts(ctx context.Context, m types.Map, d SSHDefaults, diags *diag.Di
 				jk = key
 			}
 			addr, p := splitHostPort(d.JumpHost.Host, d.JumpHost.Port)
-			cfg.Jump = &ssh.HostConfig{Name: n + "-jump", Address: addr, Port: p, User: d.JumpHost.User, PrivateKey: []byte(jk), UseAgent: jk == ""}
+			cfg.Jump = &cluster.SSHConfig{Name: n + "-jump", Address: addr, Port: p, User: d.JumpHost.User, PrivateKey: []byte(jk), UseAgent: jk == ""}
 		}
 		if len(cfg.PrivateKey) == 0 {
 			cfg.PrivateKey = nil
@@ -192,11 +191,11 @@ func hostStatus(hosts map[string]cluster.HostState) types.Map {
 	for n, h := range hosts {
 		port := h.SSH.Port
 		if port == 0 {
-			port = ssh.DefaultPort
+			port = cluster.DefaultSSHPort
 		}
 		user := h.SSH.User
 		if user == "" {
-			user = ssh.DefaultUser
+			user = cluster.DefaultSSHUser
 		}
 		elems[n] = types.ObjectValueMust(hostStatusAttrTypes, map[string]attr.Value{
 			"address": types.StringValue(h.SSH.Address), "port": types.Int64Value(int64(port)), "user": types.StringValue(user),
@@ -253,7 +252,7 @@ func saveHosts(ctx context.Context, p privateSetter, hosts map[string]cluster.Ho
 // (keys recorded in state are always enforced).
 func engineOptions(ctx context.Context, resource string) cluster.Options {
 	return cluster.Options{
-		HostKeys: ssh.NewMemoryHostKeyStore(),
+		HostKeys: cluster.NewMemoryHostKeyStore(),
 		Progress: func(e cluster.Event) {
 			tflog.Info(ctx, fmt.Sprintf("%s: %s: %s", resource, hostLabel(e.Host), e.Step), map[string]any{
 				"host": e.Host, "step": e.Step, "elapsed": e.Elapsed.Round(time.Second).String(),
