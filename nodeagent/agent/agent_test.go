@@ -430,3 +430,36 @@ func TestPullFailureWaitsAsErrImagePullThenImagePullBackOff(t *testing.T) {
 		})
 	}
 }
+
+func TestFailingReadinessProbeIsRecordedAsAnUnhealthyWarningNamingTheFailure(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.SetExec(func(string, []string) (int, []byte, error) { return 1, []byte("status 503"), nil })
+	h.start()
+	h.createPod("r", func(p *api.Pod) {
+		p.Spec.Containers[0].ReadinessProbe = &api.Probe{Exec: &api.ExecAction{Command: []string{"ready"}}, PeriodSeconds: 1}
+	})
+	h.wait("an Unhealthy event", func() bool { return len(h.events("Unhealthy")) > 0 })
+	e := h.events("Unhealthy")[0]
+	if e.Type != api.EventWarning || e.InvolvedObject.Name != "r" {
+		t.Fatalf("event %+v: want a Warning about pod r", e)
+	}
+	if !strings.HasPrefix(e.Message, "Readiness probe of container web failed: ") || !strings.Contains(e.Message, "503") {
+		t.Fatalf("message %q does not say which probe failed and how", e.Message)
+	}
+}
+
+func TestUnhealthyEventsAreLimitedWhileAProbeKeepsFailing(t *testing.T) {
+	var l unhealthyLimiter
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var recorded []int
+	for s := 0; s < 60; s++ { // a check every second for a minute
+		ok := s >= 25 && s < 30 // passing for five seconds in the middle
+		if l.record(ok, start.Add(time.Duration(s)*time.Second)) {
+			recorded = append(recorded, s)
+		}
+	}
+	want := []int{0, 10, 20, 30, 40, 50}
+	if !slices.Equal(recorded, want) {
+		t.Fatalf("events recorded at seconds %v, want %v (the first failure at once, and after a pass, then one per %s)", recorded, want, unhealthyEventInterval)
+	}
+}

@@ -629,10 +629,22 @@ func (w *podWorker) ensureProbes(ctx context.Context, pod *api.Pod, c *api.Conta
 	defer func() { cs.adoptedReady = false }()
 	target := probe.Target{PodIP: w.ip.String(), Ports: c.Ports, ContainerID: cs.id, Exec: w.a.rt}
 	id := cs.id
+	// result counts a check and records a failed one as an Unhealthy
+	// event, rate-limited, off the probe's goroutine (a slow API must not
+	// delay the checks).
+	result := func(kind string, limit *unhealthyLimiter) func(probe.Result) {
+		return func(r probe.Result) {
+			w.a.met.probe(strings.ToLower(kind), r.OK)
+			if limit.record(r.OK, time.Now()) {
+				msg := fmt.Sprintf("%s probe of container %s failed: %s", kind, c.Name, r.Message)
+				go w.a.rec.Event(context.WithoutCancel(pctx), pod, api.EventWarning, "Unhealthy", msg)
+			}
+		}
+	}
 	if c.ReadinessProbe != nil {
 		cs.readiness = probe.NewWorker(c.ReadinessProbe, target, probe.WorkerOptions{
 			Initial:  cs.adoptedReady,
-			OnResult: func(r probe.Result) { w.a.met.probe("readiness", r.OK) },
+			OnResult: result("Readiness", &unhealthyLimiter{}),
 			OnChange: func(bool, probe.Result) { w.markProbed() },
 		})
 		cs.readiness.Start(pctx)
@@ -640,17 +652,43 @@ func (w *podWorker) ensureProbes(ctx context.Context, pod *api.Pod, c *api.Conta
 	if c.LivenessProbe != nil {
 		cs.liveness = probe.NewWorker(c.LivenessProbe, target, probe.WorkerOptions{
 			Initial:  true,
-			OnResult: func(r probe.Result) { w.a.met.probe("liveness", r.OK) },
+			OnResult: result("Liveness", &unhealthyLimiter{}),
 			OnChange: func(passing bool, r probe.Result) {
 				if !passing {
-					w.a.rec.Event(context.WithoutCancel(pctx), pod, api.EventWarning, "Unhealthy",
-						fmt.Sprintf("liveness probe of container %s failed: %s", c.Name, r.Message))
 					w.livenessFailedFor(c.Name, id)
 				}
 			},
 		})
 		cs.liveness.Start(pctx)
 	}
+}
+
+// unhealthyEventInterval is the least time between two Unhealthy events
+// of one probe while it keeps failing: the recorder counts repeats of an
+// event, and a probe checked every second must not write every second.
+const unhealthyEventInterval = 10 * time.Second
+
+// unhealthyLimiter decides which failed checks of a probe become
+// Unhealthy events: the first failure after a pass (or the probe's start)
+// at once, then at most one every unhealthyEventInterval while the probe
+// keeps failing. A probe's checks run one at a time, so it needs no lock.
+type unhealthyLimiter struct {
+	failing bool
+	last    time.Time
+}
+
+// record reports whether a check with outcome ok, made at now, is
+// recorded as an event.
+func (l *unhealthyLimiter) record(ok bool, now time.Time) bool {
+	if ok {
+		l.failing = false
+		return false
+	}
+	if l.failing && now.Sub(l.last) < unhealthyEventInterval {
+		return false
+	}
+	l.failing, l.last = true, now
+	return true
 }
 
 func (w *podWorker) markProbed() {
