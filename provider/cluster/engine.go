@@ -163,6 +163,9 @@ func Apply(ctx context.Context, spec Spec, prior State, opts Options) (State, er
 	}
 	err = e.apply(ctx)
 	if e.admin != nil {
+		if err != nil {
+			e.recordServingEndpoints(context.WithoutCancel(ctx))
+		}
 		e.admin.Close()
 	}
 	return e.state, err
@@ -345,7 +348,15 @@ func (e *engine) connect(ctx context.Context, cps []desiredHost) (map[string]boo
 		return nil, fmt.Errorf("the control plane at %s belongs to cluster %s, not %s recorded in state", strings.Join(eps, ", "), cp.ClusterID, e.state.ClusterID)
 	}
 	e.state.ClusterID = cp.ClusterID
+	// Until the run succeeds, State keeps the endpoints that serve now
+	// (published by the running control-plane hosts), not those of the
+	// spec: during a move the new hosts serve only once they have joined,
+	// and a run cut short must not leave State (and providers configured
+	// from it) pointing at hosts that never came up.
 	e.state.Endpoints = e.endpoints()
+	if len(cp.Endpoints) > 0 {
+		e.state.Endpoints = cp.Endpoints
+	}
 	ms, err := e.members(ctx)
 	if err != nil {
 		return nil, err

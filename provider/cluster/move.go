@@ -131,3 +131,20 @@ func (e *engine) memberCount(ctx context.Context) (int, error) {
 	}
 	return len(ms), nil
 }
+
+// recordServingEndpoints puts the endpoints the control plane publishes now
+// into State, after a run that stopped halfway (cancelled, or failed): the
+// control-plane hosts that joined serve, those that left do not. When the
+// control plane does not answer, State keeps what it had.
+func (e *engine) recordServingEndpoints(ctx context.Context) {
+	if e.state.ClusterID == "" {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cp, err := e.admin.ControlPlane(cctx)
+	if err != nil || len(cp.Endpoints) == 0 || cp.ClusterID != e.state.ClusterID {
+		return
+	}
+	e.state.Endpoints = cp.Endpoints
+}
