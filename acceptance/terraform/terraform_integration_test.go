@@ -188,6 +188,16 @@ func TestIntegrationFullClusterExampleAppliesPlansEmptyRollsWithoutFailuresAndDe
 		t.Errorf("failed apply does not name the deployment:\n%s", out)
 	}
 	t.Logf("apply of web:broken failed as it should:\n%s", out)
+	// Terraform wraps the error's lines: compare with the words rejoined.
+	words := strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{"rolled deployment default/web back", "Readiness probe of container web failed", "/healthz: status 503"} {
+		if !strings.Contains(words, want) {
+			t.Errorf("failed apply of web:broken does not say %q", want)
+		}
+	}
+	if strings.Contains(words, "Normal Pulled") || strings.Contains(words, "web:v2") {
+		t.Errorf("failed apply of web:broken shows the serving revision's pods, which do not explain the failure")
+	}
 	r := pr.Stop()
 	if r.Failed != 0 {
 		t.Fatalf("requests failed during the v2 and broken rollouts: %s", r)
