@@ -188,8 +188,10 @@ func TestIntegrationFullClusterExampleAppliesPlansEmptyRollsWithoutFailuresAndDe
 		t.Errorf("failed apply does not name the deployment:\n%s", out)
 	}
 	t.Logf("apply of web:broken failed as it should:\n%s", out)
-	// Terraform wraps the error's lines: compare with the words rejoined.
-	words := strings.Join(strings.Fields(out), " ")
+	// Terraform wraps the error's lines: compare with the words rejoined,
+	// after the plan (which shows the images).
+	_, errText, _ := strings.Cut(out, "Error:")
+	words := strings.Join(strings.Fields(errText), " ")
 	for _, want := range []string{"rolled deployment default/web back", "Readiness probe of container web failed", "/healthz: status 503"} {
 		if !strings.Contains(words, want) {
 			t.Errorf("failed apply of web:broken does not say %q", want)
