@@ -2,7 +2,7 @@ package scenarios
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
