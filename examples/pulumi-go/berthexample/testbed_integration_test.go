@@ -38,6 +38,7 @@ func TestIntegrationProgramProvisionsTestbedHosts(t *testing.T) {
 // and an inventory file listing the hosts.
 func testbedCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
+	outer := t
 	tb := testbed.Shared(t)
 	hosts := tb.Hosts()
 	if len(hosts) < n {
@@ -107,6 +108,8 @@ func testbedCluster(t *testing.T, n int) *testCluster {
 			return cli
 		},
 		Serve: func(t *testing.T, nodePort int) func(*testing.T, string) int {
+			// The prober outlives the step that starts it: it measures the
+			// later rollouts.
 			t.Helper()
 			// Only the cluster's hosts open the node port; a host of the
 			// testbed outside the cluster would never pass the health check.
@@ -124,10 +127,14 @@ func testbedCluster(t *testing.T, n int) *testCluster {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { pr.Stop() })
+			outer.Cleanup(func() { pr.Stop() })
 			return func(t *testing.T, answered string) int {
 				t.Helper()
-				if err := pr.Wait(ctx, func(r prober.Result) bool { return r.Seen(answered) > 20 }); err != nil {
+				// A bound so that a version that never answers fails the
+				// test instead of hanging it.
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+				defer cancel()
+				if err := pr.Wait(wctx, func(r prober.Result) bool { return r.Seen(answered) > 20 }); err != nil {
 					t.Fatalf("%s never answered: %v (%s)", answered, err, pr.Snapshot())
 				}
 				r := pr.Snapshot()
