@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-io/berth/acceptance/migration"
 	"github.com/berth-io/berth/acceptance/prober"
 	"github.com/berth-io/berth/acceptance/testbed"
 	"github.com/berth-io/berth/acceptance/workloads"
@@ -142,23 +143,6 @@ func hostVar(hs []testbed.Host) map[string]any {
 	return m
 }
 
-func names(hs []testbed.Host) []string {
-	var out []string
-	for _, h := range hs {
-		out = append(out, h.Name)
-	}
-	return out
-}
-
-func endpointsOf(hs []testbed.Host) []string {
-	var out []string
-	for _, h := range hs {
-		out = append(out, fmt.Sprintf("https://%s:%d", h.Address, apiPort))
-	}
-	sort.Strings(out)
-	return out
-}
-
 // objects is what must survive the move untouched.
 type objects struct {
 	ClusterID   string
@@ -262,7 +246,10 @@ func TestIntegrationTerraformMovesClusterToAnotherVendorThroughInterruptionAndHo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	logf := func(format string, args ...any) { t.Logf("%s "+format, append([]any{time.Now().Format("15:04:05")}, args...)...) }
+	logf := func(format string, args ...any) {
+		t.Helper()
+		t.Logf("%s "+format, append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
 
 	script(t, root, "image.sh")
 	w := &workspace{t: t, tf: script(t, root, "terraform.sh"), dir: t.TempDir()}
@@ -347,7 +334,7 @@ func TestIntegrationTerraformMovesClusterToAnotherVendorThroughInterruptionAndHo
 	if err := json.Unmarshal([]byte(strings.TrimSpace(w.must(ctx, "output", "-raw", "node_port"))), &port); err != nil {
 		t.Fatalf("node_port output: %v", err)
 	}
-	if err := tb.SetLB(ctx, port, names(workersA)...); err != nil {
+	if err := tb.SetLB(ctx, port, migration.HostNames(workersA)...); err != nil {
 		t.Fatal(err)
 	}
 	if err := tb.WaitLB(ctx); err != nil {
@@ -380,7 +367,9 @@ func TestIntegrationTerraformMovesClusterToAnotherVendorThroughInterruptionAndHo
 	}
 
 	lbDone := make(chan error, 1)
-	go func() { lbDone <- moveLB(ctx, tb, cli, port, names(workersA), names(workersB), logf) }()
+	go func() {
+		lbDone <- moveLB(ctx, tb, cli, port, migration.HostNames(workersA), migration.HostNames(workersB), logf)
+	}()
 
 	// First apply: interrupted (SIGINT) once vendor-b-1 is a voting member.
 	moveBegan := time.Now()
@@ -451,7 +440,7 @@ func TestIntegrationTerraformMovesClusterToAnotherVendorThroughInterruptionAndHo
 	if err != nil {
 		t.Fatalf("members after the move (admin credentials issued before it): %v", err)
 	}
-	if got, want := memberNames(ms), strings.Join(names(cpsB), ","); got != want {
+	if got, want := memberNames(ms), strings.Join(migration.HostNames(cpsB), ","); got != want {
 		t.Errorf("etcd members after the move = %s, want %s", got, want)
 	}
 	for _, m := range ms {
@@ -472,23 +461,23 @@ func TestIntegrationTerraformMovesClusterToAnotherVendorThroughInterruptionAndHo
 		}
 	}
 	sort.Strings(nodeNames)
-	if got, want := strings.Join(nodeNames, ","), strings.Join(append(names(cpsB), names(workersB)...), ","); got != want {
+	if got, want := strings.Join(nodeNames, ","), strings.Join(append(migration.HostNames(cpsB), migration.HostNames(workersB)...), ","); got != want {
 		t.Errorf("nodes after the move = %s, want %s", got, want)
 	}
 	after := readObjects(ctx, t, cli)
 	if b, a := fmt.Sprint(before), fmt.Sprint(after); b != a {
 		t.Errorf("objects changed in the move:\nbefore %s\nafter  %s", b, a)
 	}
-	if got := cli.Endpoints(); strings.Join(got, ",") != strings.Join(endpointsOf(cpsB), ",") {
-		t.Errorf("the client follows endpoints %v, want %v", got, endpointsOf(cpsB))
+	if got := cli.Endpoints(); strings.Join(got, ",") != strings.Join(migration.Endpoints(cpsB, apiPort), ",") {
+		t.Errorf("the client follows endpoints %v, want %v", got, migration.Endpoints(cpsB, apiPort))
 	}
 	var outEps []string
 	if err := json.Unmarshal([]byte(w.must(ctx, "output", "-json", "endpoints")), &outEps); err != nil {
 		t.Fatal(err)
 	}
 	sort.Strings(outEps)
-	if strings.Join(outEps, ",") != strings.Join(endpointsOf(cpsB), ",") {
-		t.Errorf("endpoints output = %v, want %v", outEps, endpointsOf(cpsB))
+	if strings.Join(outEps, ",") != strings.Join(migration.Endpoints(cpsB, apiPort), ",") {
+		t.Errorf("endpoints output = %v, want %v", outEps, migration.Endpoints(cpsB, apiPort))
 	}
 	var cfgAfter client.Config
 	if err := json.Unmarshal([]byte(w.must(ctx, "output", "-raw", "admin_config")), &cfgAfter); err != nil {
