@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	jsonPath := fs.String("json", "bench/results.json", "where to write the results as JSON")
 	mdPath := fs.String("markdown", "BENCHMARKS.md", "file whose results table to rewrite (between the bench markers)")
 	list := fs.Bool("list", false, "list the scenarios and exit")
+	merge := fs.Bool("merge", false, "keep the figures of scenarios not run now from the existing -json file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,6 +75,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res.Figures = append(res.Figures, figs...)
 		fmt.Fprintf(stdout, "    done in %s\n", time.Since(start).Round(time.Second))
 	}
+	if *merge {
+		if err := mergeResults(*jsonPath, &res, re); err != nil {
+			return err
+		}
+	}
 	if err := writeResults(*jsonPath, *mdPath, res); err != nil {
 		return err
 	}
@@ -80,6 +87,41 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(failed) > 0 {
 		return fmt.Errorf("scenarios failed: %s", strings.Join(failed, ", "))
 	}
+	return nil
+}
+
+// mergeResults adds to res the figures of the existing results file that
+// belong to scenarios not selected by re, so one scenario can be re-measured
+// without dropping the rest of the table. Their own machine and date stay
+// in each figure.
+func mergeResults(path string, res *Results, re *regexp.Regexp) error {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("merge results: %w", err)
+	}
+	var old Results
+	if err := json.Unmarshal(data, &old); err != nil {
+		return fmt.Errorf("merge results: parse %s: %w", path, err)
+	}
+	kept := map[string]bool{}
+	for _, s := range Scenarios() {
+		if re.MatchString(s.Name) {
+			continue
+		}
+		for _, f := range s.Figures {
+			kept[f] = true
+		}
+	}
+	var figs []Figure
+	for _, f := range old.Figures {
+		if kept[f.Name] {
+			figs = append(figs, f)
+		}
+	}
+	res.Figures = append(figs, res.Figures...)
 	return nil
 }
 
