@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -44,42 +42,11 @@ func measureBerth(ctx context.Context, w io.Writer, set *workloads.Set) (berthSa
 	}
 	ctx, cancel := context.WithTimeout(ctx, 25*time.Minute)
 	defer cancel()
-	// A host's /tmp is private; /var/tmp is shared with the hosts.
-	binDir, err := os.MkdirTemp("/var/tmp", "berth-bench-nodes-")
+	c, _, down, err := upBerthBed(ctx, w, set, nil)
 	if err != nil {
 		return bs, err
 	}
-	defer os.RemoveAll(binDir)
-	if err := os.Chmod(binDir, 0o755); err != nil {
-		return bs, err
-	}
-	tbBin, berthBin := filepath.Join(binDir, "testbed"), filepath.Join(binDir, "berth")
-	fmt.Fprintln(w, "    berth side: building berth (static) and the testbed command")
-	if err := goBuild(ctx, "./acceptance/cmd/testbed", tbBin); err != nil {
-		return bs, err
-	}
-	if err := goBuild(ctx, "./cmd/berth", berthBin, "CGO_ENABLED=0"); err != nil {
-		return bs, err
-	}
-	name := fmt.Sprintf("bench-%d", os.Getpid())
-	fmt.Fprintf(w, "    berth side: testbed %s with two hosts\n", name)
-	if _, err := runCmd(ctx, 5*time.Minute, tbBin, "up", "--name", name, "--hosts", "vendor-a=2"); err != nil {
-		return bs, err
-	}
-	defer func() {
-		if _, err := runCmd(context.Background(), 3*time.Minute, tbBin, "down", "--name", name); err != nil {
-			fmt.Fprintf(w, "    testbed down: %v\n", err)
-		}
-	}()
-	tb, err := testbed.Open(ctx, name)
-	if err != nil {
-		return bs, fmt.Errorf("open testbed %s: %w", name, err)
-	}
-	c, err := startBerthCluster(ctx, tb, set, berthBin)
-	if err != nil {
-		return bs, err
-	}
-	defer c.admin.Close()
+	defer down()
 
 	// Swarm's images were imported before it was timed; pull berth's onto
 	// the node first the same way, with one pod of v1 and then v2.
@@ -196,7 +163,8 @@ state = "/run/berth/containerd"
 [grpc]
   address = "/run/berth/containerd/containerd.sock"
 EOF2
-nohup containerd --config /etc/berth/containerd.toml >/var/lib/berth/containerd.log 2>&1 &`); err != nil {
+nohup containerd --config /etc/berth/containerd.toml >/var/lib/berth/containerd.log 2>&1 &
+echo $! >/var/lib/berth/containerd.pid`); err != nil {
 		admin.Close()
 		return nil, err
 	}
@@ -217,7 +185,7 @@ nohup containerd --config /etc/berth/containerd.toml >/var/lib/berth/containerd.
 		admin.Close()
 		return nil, err
 	}
-	if err := sh(node.Name, fmt.Sprintf("nohup %s agent --config /etc/berth/agent.json --log-level warn >>/var/lib/berth/agent.log 2>&1 &", bin)); err != nil {
+	if err := sh(node.Name, fmt.Sprintf("nohup %s agent --config /etc/berth/agent.json --log-level warn >>/var/lib/berth/agent.log 2>&1 & echo $! >/var/lib/berth/agent.pid", bin)); err != nil {
 		admin.Close()
 		return nil, err
 	}
