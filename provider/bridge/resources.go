@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf"
 	pfbridge "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
@@ -56,7 +57,7 @@ func IsSecretName(tfName string) bool { return secretAttributes[tfName] }
 
 // Provider returns the bridge's description of berth's Terraform provider.
 func Provider() tfbridge.ProviderInfo {
-	p := pfbridge.ShimProvider(framework.New(Version)())
+	p := privateStateShim{pfbridge.ShimProvider(framework.New(Version)()).(pf.ShimProvider)}
 	info := tfbridge.ProviderInfo{
 		P:                 p,
 		Name:              PackageName,

@@ -11,6 +11,9 @@ import (
 	_ "embed" // the generated Pulumi schema
 
 	pfbridge "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfbridge"
+	rprovider "github.com/pulumi/pulumi/pkg/v3/resource/provider"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/util/cmdutil"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 
 	"github.com/berth-io/berth/provider/bridge"
 )
@@ -19,6 +22,17 @@ import (
 var schema []byte
 
 func main() {
-	pfbridge.Main(context.Background(), bridge.PackageName, bridge.Provider(),
-		pfbridge.ProviderMetadata{PackageSchema: schema})
+	// What pfbridge.Main serves, with deletes given the resources' private
+	// state (see bridge.WithPrivateStateOnDelete).
+	ctx := context.Background()
+	err := rprovider.Main(bridge.PackageName, func(host *rprovider.HostClient) (pulumirpc.ResourceProviderServer, error) {
+		srv, err := pfbridge.NewProviderServer(ctx, host, bridge.Provider(), pfbridge.ProviderMetadata{PackageSchema: schema})
+		if err != nil {
+			return nil, err
+		}
+		return bridge.WithPrivateStateOnDelete(srv), nil
+	})
+	if err != nil {
+		cmdutil.ExitError(err.Error())
+	}
 }
