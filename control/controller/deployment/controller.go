@@ -419,30 +419,43 @@ func normalizeTimes(s api.DeploymentStatus) api.DeploymentStatus {
 
 // rollbackSpec sets the deployment's template back to the live revision's.
 func (c *Controller) rollbackSpec(ctx context.Context, d *api.Deployment, live *api.Revision) error {
-	var cur api.Deployment
-	if err := c.cli.Get(ctx, d.Metadata.Namespace, d.Metadata.Name, &cur); err != nil {
-		return err
-	}
-	cur.Spec.Template = copyTemplate(live.Template)
-	if err := c.cli.Update(ctx, &cur); err != nil {
-		return fmt.Errorf("roll deployment %s back to revision %d: %w", client.ObjectKey(d), live.Number, err)
-	}
-	c.log.Info("rolled back", "deployment", client.ObjectKey(d), "revision", live.Number)
-	return nil
+	return c.policySpec(ctx, d, "roll back to revision "+strconv.FormatInt(live.Number, 10), func(s *api.DeploymentSpec) {
+		s.Template = copyTemplate(live.Template)
+	})
 }
 
 // pauseSpec sets spec.paused.
 func (c *Controller) pauseSpec(ctx context.Context, d *api.Deployment) error {
-	var cur api.Deployment
-	if err := c.cli.Get(ctx, d.Metadata.Namespace, d.Metadata.Name, &cur); err != nil {
-		return err
+	return c.policySpec(ctx, d, "pause", func(s *api.DeploymentSpec) { s.Paused = true })
+}
+
+// policySpec makes a failure policy's change to the spec of d, the
+// version whose failure the status records. When the spec changed since
+// (a user's newer change), the policy is given up: the newer change is a
+// new rollout, and the next sync sees it. A write that conflicts with a
+// status-only change is made again on the newer version.
+func (c *Controller) policySpec(ctx context.Context, d *api.Deployment, what string, change func(*api.DeploymentSpec)) error {
+	key := client.ObjectKey(d)
+	for attempt := 0; ; attempt++ {
+		var cur api.Deployment
+		if err := c.cli.Get(ctx, d.Metadata.Namespace, d.Metadata.Name, &cur); err != nil {
+			return fmt.Errorf("%s deployment %s: %w", what, key, err)
+		}
+		if cur.Metadata.UID != d.Metadata.UID || cur.Metadata.Generation != d.Metadata.Generation || cur.Metadata.DeletionTimestamp != nil {
+			c.log.Info("the spec changed after the rollout failed; the newer change wins over the failure policy",
+				"deployment", key, "policy", what, "failedGeneration", d.Metadata.Generation, "generation", cur.Metadata.Generation)
+			return nil
+		}
+		change(&cur.Spec)
+		err := c.cli.Update(ctx, &cur)
+		if err == nil {
+			c.log.Info("failure policy applied", "deployment", key, "policy", what)
+			return nil
+		}
+		if !api.IsConflict(err) || attempt >= 3 {
+			return fmt.Errorf("%s deployment %s: %w", what, key, err)
+		}
 	}
-	cur.Spec.Paused = true
-	if err := c.cli.Update(ctx, &cur); err != nil {
-		return fmt.Errorf("pause deployment %s: %w", client.ObjectKey(d), err)
-	}
-	c.log.Info("paused after a failed rollout", "deployment", client.ObjectKey(d))
-	return nil
 }
 
 func (c *Controller) event(ctx context.Context, d *api.Deployment, typ, reason, msg string) {
