@@ -122,7 +122,7 @@ func podReport(p *api.Pod, events []api.Event, warningsOnly bool, tail func(cont
 			shown = append(shown, e)
 		}
 	}
-	sort.SliceStable(shown, func(i, j int) bool { return shown[i].LastTimestamp.Before(shown[j].LastTimestamp) })
+	shown = mergeRepeats(shown)
 	if len(shown) > maxEventsPerPod {
 		shown = shown[len(shown)-maxEventsPerPod:]
 	}
@@ -202,6 +202,32 @@ func logTail(ctx context.Context, cli *client.Client, p *api.Pod, container stri
 	return string(data)
 }
 
+// mergeRepeats merges events that say the same thing (object, type,
+// reason, message) into one that counts them all and keeps the latest
+// time (a recorder that could not update an earlier event made a new
+// one), and orders them oldest first.
+func mergeRepeats(evs []api.Event) []api.Event {
+	type sameness struct{ kind, name, typ, reason, msg string }
+	index := map[sameness]int{}
+	var out []api.Event
+	for _, e := range evs {
+		k := sameness{e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Type, e.Reason, strings.TrimSpace(e.Message)}
+		i, ok := index[k]
+		if !ok {
+			e.Count = max(e.Count, 1)
+			index[k] = len(out)
+			out = append(out, e)
+			continue
+		}
+		out[i].Count += max(e.Count, 1)
+		if e.LastTimestamp.After(out[i].LastTimestamp) {
+			out[i].LastTimestamp = e.LastTimestamp
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].LastTimestamp.Before(out[j].LastTimestamp) })
+	return out
+}
+
 // podEvents lists the events about the pods whose names match, by pod
 // name.
 func podEvents(ctx context.Context, cli *client.Client, ns string, match func(name string) bool) map[string][]api.Event {
@@ -233,7 +259,7 @@ func objectWarnings(ctx context.Context, cli *client.Client, ns, kind, name, ski
 			evs = append(evs, e)
 		}
 	}
-	sort.SliceStable(evs, func(i, j int) bool { return evs[i].LastTimestamp.Before(evs[j].LastTimestamp) })
+	evs = mergeRepeats(evs)
 	if len(evs) > maxEventsPerPod {
 		evs = evs[len(evs)-maxEventsPerPod:]
 	}
@@ -508,8 +534,7 @@ func (w *rolloutWatch) evidence(ctx context.Context, d *api.Deployment, hash str
 				}
 			}
 		}
-		if len(rest) > 0 {
-			sort.SliceStable(rest, func(i, j int) bool { return rest[i].LastTimestamp.Before(rest[j].LastTimestamp) })
+		if rest = mergeRepeats(rest); len(rest) > 0 {
 			if len(rest) > maxEventsPerPod {
 				rest = rest[len(rest)-maxEventsPerPod:]
 			}

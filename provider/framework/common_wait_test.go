@@ -303,7 +303,9 @@ func TestRolloutEvidenceShowsOnlyTheFailingRevisionsPods(t *testing.T) {
 		LastState: api.ContainerState{Terminated: &api.ContainerStateTerminated{Reason: "Error", ExitCode: 2}},
 	})
 	f.event(failing, api.EventNormal, "Pulled", "pulled image registry.example/web:broken")
-	f.event(failing, api.EventWarning, "Unhealthy", "Liveness probe failed: HTTP GET http://10.244.1.5:8080/healthz: status 503")
+	for range 3 { // a node's recorder that cannot update its events makes one per repeat
+		f.event(failing, api.EventWarning, "Unhealthy", "Liveness probe failed: HTTP GET http://10.244.1.5:8080/healthz: status 503")
+	}
 	f.event("web-"+hash+"-gone1", api.EventWarning, "Unhealthy", "Readiness probe failed: connection refused")
 	f.logs[failing+"/web"] = "listening on :8080\npanic: broken on purpose\n"
 
@@ -312,7 +314,7 @@ func TestRolloutEvidenceShowsOnlyTheFailingRevisionsPods(t *testing.T) {
 		"Pod default/" + failing + " (revision 2): phase Running on node n1",
 		"container web (registry.example/web:broken): waiting: CrashLoopBackOff back-off 40s restarting failed container, ready false, restarts 4",
 		"last termination: terminated: Error, exit code 2",
-		"Warning Unhealthy: Liveness probe failed: HTTP GET http://10.244.1.5:8080/healthz: status 503",
+		"Warning Unhealthy: Liveness probe failed: HTTP GET http://10.244.1.5:8080/healthz: status 503 (x3)\n",
 		"last log lines of container web:\n    listening on :8080\n    panic: broken on purpose\n",
 		"Warnings of the revision's other pods:\n    Warning Unhealthy Pod/web-" + hash + "-gone1: Readiness probe failed: connection refused",
 	} {
