@@ -187,27 +187,30 @@ func (c ctr) clean(ctx context.Context, prefix string) error {
 
 // loadResult is what http-load prints.
 type loadResult struct {
-	Requests int     `json:"requests"`
-	RPS      float64 `json:"rps"`
-	P50us    float64 `json:"p50_us"`
-	P99us    float64 `json:"p99_us"`
+	Requests int `json:"requests"`
+	// Failed counts requests that failed (dial, write, read or a non-200
+	// answer); a failed keep-alive connection is replaced by a new one.
+	Failed     int     `json:"failed"`
+	FirstError string  `json:"first_error,omitempty"`
+	RPS        float64 `json:"rps"`
+	P50us      float64 `json:"p50_us"`
+	P99us      float64 `json:"p99_us"`
 }
 
 // httpLoad sends GET / from conns workers for dur. With fresh, every
-// request dials a new TCP connection (and closes it after the answer); the
+// request dials a new TCP connection (and resets it after the answer); the
 // latency then includes the handshake. Otherwise each worker keeps one
-// connection. Latencies are per request, as the worker sees them.
+// connection. Latencies are per successful request, as the worker sees
+// them; failures are counted (the first one's error kept) and the worker
+// goes on, with a new connection.
 func httpLoad(ctx context.Context, addr string, conns int, dur time.Duration, fresh bool) (loadResult, error) {
-	var total atomic.Int64
+	var total, failed atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
 	lat := make([][]float64, conns)
 	start := time.Now()
 	stop := start.Add(dur)
 	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-	if fresh {
-		req = []byte("GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-	}
 	for w := 0; w < conns; w++ {
 		wg.Add(1)
 		go func() {
@@ -219,34 +222,57 @@ func httpLoad(ctx context.Context, addr string, conns int, dur time.Duration, fr
 					conn.Close()
 				}
 			}()
+			fail := func(err error) {
+				failed.Add(1)
+				select {
+				case errs <- err:
+				default:
+				}
+				if conn != nil {
+					conn.Close()
+					conn = nil
+				}
+			}
 			for time.Now().Before(stop) && ctx.Err() == nil {
 				t0 := time.Now()
 				if conn == nil {
 					var err error
 					conn, err = net.DialTimeout("tcp", addr, 2*time.Second)
 					if err != nil {
-						errs <- err
-						return
+						conn = nil
+						fail(err)
+						continue
 					}
 					br = bufio.NewReader(conn)
 				}
 				_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 				if _, err := conn.Write(req); err != nil {
-					errs <- err
-					return
+					fail(err)
+					continue
 				}
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
-					errs <- err
-					return
+					fail(err)
+					continue
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
-					errs <- fmt.Errorf("GET / from %s: %s", addr, resp.Status)
-					return
+					fail(fmt.Errorf("GET / from %s: %s", addr, resp.Status))
+					continue
 				}
 				if fresh {
+					// The client closes with a reset (SO_LINGER 0), so no
+					// side keeps TIME_WAIT sockets: at thousands of
+					// connections a second, the server's TIME_WAITs for the
+					// masqueraded source (every connection through a service
+					// reaches the pod from the node's bridge address) met
+					// SYNs of later connections on the same ports and cost
+					// one-second SYN retransmits, and TIME_WAITs of one
+					// target's run disturbed the next target's.
+					if tc, ok := conn.(*net.TCPConn); ok {
+						_ = tc.SetLinger(0)
+					}
 					conn.Close()
 					conn = nil
 				}
@@ -258,15 +284,16 @@ func httpLoad(ctx context.Context, addr string, conns int, dur time.Duration, fr
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
 	close(errs)
+	firstErr := ""
 	if err := <-errs; err != nil {
-		return loadResult{}, err
+		firstErr = err.Error()
 	}
 	var all []float64
 	for _, l := range lat {
 		all = append(all, l...)
 	}
 	if len(all) == 0 {
-		return loadResult{}, errors.New("no request completed")
+		return loadResult{}, fmt.Errorf("no request completed (%d failed, first: %s)", failed.Load(), firstErr)
 	}
 	sort.Float64s(all)
 	pct := func(p float64) float64 {
@@ -279,5 +306,5 @@ func httpLoad(ctx context.Context, addr string, conns int, dur time.Duration, fr
 		}
 		return all[i]
 	}
-	return loadResult{Requests: len(all), RPS: float64(total.Load()) / elapsed, P50us: pct(50), P99us: pct(99)}, nil
+	return loadResult{Requests: len(all), Failed: int(failed.Load()), FirstError: firstErr, RPS: float64(total.Load()) / elapsed, P50us: pct(50), P99us: pct(99)}, nil
 }
