@@ -128,7 +128,7 @@ func validateObject(ctx context.Context, obj api.Object, cfg tfsdk.Config, prefi
 			diags.AddError("Invalid "+api.KindOf(obj).Kind, fe.Error())
 			continue
 		}
-		if unknownAt(ctx, cfg, p) {
+		if unknownAt(ctx, cfg, p) || dependsOnUnknown(ctx, cfg, fe, prefixes) {
 			continue
 		}
 		diags.AddAttributeError(p, "Invalid "+api.KindOf(obj).Kind+" configuration",
@@ -136,6 +136,32 @@ func validateObject(ctx context.Context, obj api.Object, cfg tfsdk.Config, prefi
 				attributeString(p), fe.Detail, api.KindOf(obj).Kind, fe.Field))
 	}
 	return diags
+}
+
+// crossField lists rules whose verdict on one field depends on others: the
+// field an error names may be known while the value it is compared with is
+// still unknown at plan time (labels built from count.index, ports from
+// variables), and then the error would be premature.
+var crossField = []struct{ field, dependsOn string }{
+	{"spec.selector", "spec.template.metadata.labels"},
+	{"spec.template.spec.containers", "spec.template.spec.containers"},
+	{"spec.containers", "spec.containers"},
+	{"spec.progressDeadlineSeconds", "spec.minReadySeconds"},
+	{"spec.strategy", "spec.replicas"},
+}
+
+// dependsOnUnknown reports whether a field error compares its field with
+// another whose configured value is not known yet.
+func dependsOnUnknown(ctx context.Context, cfg tfsdk.Config, fe api.FieldError, prefixes []fieldPrefix) bool {
+	for _, cf := range crossField {
+		if fe.Field != cf.field && !strings.HasPrefix(fe.Field, cf.field+".") && !strings.HasPrefix(fe.Field, cf.field+"[") {
+			continue
+		}
+		if dp, ok := attributePath(cf.dependsOn, prefixes); ok && unknownAt(ctx, cfg, dp) {
+			return true
+		}
+	}
+	return false
 }
 
 // unknownAt reports whether the configuration value at p, or any value

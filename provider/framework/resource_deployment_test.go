@@ -174,6 +174,22 @@ resource "berth_deployment" "web" {
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`strategy:\s+maxSurge\s+and\s+maxUnavailable\s+must\s+not\s+both\s+be\s+0`),
 			},
+			{
+				// Labels unknown while the configuration is validated
+				// (count.index): the selector they feed is not judged yet.
+				Config: `
+resource "berth_deployment" "web" {
+  count = 2
+  name  = "web-${count.index}"
+  template = {
+    labels     = { app = "web-${count.index}" }
+    containers = [{ name = "web", image = "registry.example/web:1" }]
+  }
+}
+`,
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
 		},
 	})
 }
