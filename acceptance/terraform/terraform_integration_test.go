@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,6 +76,30 @@ func script(t *testing.T, root string, args ...string) string {
 	return lines[len(lines)-1]
 }
 
+// privateMirror copies the provider mirror that the CLI config rc names
+// (shared by every run in this tree) into the test's own directory, and
+// returns a CLI config naming the copy: terraform links the providers it
+// installs from an unpacked mirror, so another run rebuilding the shared
+// one would otherwise change this run's provider under its lock file.
+func privateMirror(t *testing.T, root, rc string) string {
+	t.Helper()
+	shared := filepath.Join(root, ".cache", "tf-mirror")
+	if b, err := os.ReadFile(rc); err != nil || !strings.Contains(string(b), shared) {
+		t.Fatalf("CLI config %s does not name the mirror %s (%v)", rc, shared, err)
+	}
+	dir := t.TempDir()
+	mirror := filepath.Join(dir, "tf-mirror")
+	if err := os.CopyFS(mirror, os.DirFS(shared)); err != nil {
+		t.Fatalf("copy the provider mirror: %v", err)
+	}
+	private := filepath.Join(dir, "terraformrc")
+	conf := fmt.Sprintf("provider_installation {\n  filesystem_mirror {\n    path    = %q\n    include = [\"registry.terraform.io/berth-io/berth\"]\n  }\n}\ndisable_checkpoint = true\n", mirror)
+	if err := os.WriteFile(private, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return private
+}
+
 func TestIntegrationFullClusterExampleAppliesPlansEmptyRollsWithoutFailuresAndDestroys(t *testing.T) {
 	prereq.Integration(t)
 	prereq.Root(t)
@@ -92,7 +117,7 @@ func TestIntegrationFullClusterExampleAppliesPlansEmptyRollsWithoutFailuresAndDe
 
 	script(t, root, "image.sh")
 	w := &workspace{t: t, tf: script(t, root, "terraform.sh"), dir: t.TempDir()}
-	rc := script(t, root, "terraform.sh", "install-provider")
+	rc := privateMirror(t, root, script(t, root, "terraform.sh", "install-provider"))
 	w.env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "TF_LOG=", "TF_INPUT=0")
 	for _, f := range []string{"main.tf", "variables.tf", "outputs.tf"} {
 		b, err := os.ReadFile(filepath.Join(root, "examples", "full-cluster", f))
