@@ -13,3 +13,6 @@ for p in ./cmd/berth ./acceptance/cmd/testbed ./provider/cmd/terraform-provider-
 done
 CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o bin/ "${pkgs[@]}"
 echo "build: wrote $(cd bin && ls | tr '\n' ' ')into bin/"
+if [ -d provider/bridge ] && [ "${BERTH_BUILD_PULUMI:-1}" = 1 ]; then
+	scripts/pulumi.sh build
+fi

@@ -4,6 +4,6 @@
 # digest. Extra arguments go to `berth image build` (for example --preload).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh >/dev/null
+BERTH_BUILD_PULUMI=0 scripts/build.sh >/dev/null
 runtime_dir=$(scripts/build-runtime.sh | tail -n 1)
 bin/berth image build --runtime-dir "$runtime_dir" --out bin/node-image.tar.gz "$@"

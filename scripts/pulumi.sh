@@ -59,7 +59,8 @@ test)
 	build_plugin
 	"$repo/scripts/generate-sdk.sh" --check
 	export PATH="$bin:$PATH"
-	for mod in provider/bridge sdk examples/pulumi-go tools/pulumi; do
+	for mod in provider/bridge sdk examples/pulumi-go tools/pulumi acceptance/migration/pulumi; do
+		[[ -f "$repo/$mod/go.mod" ]] || continue
 		echo "==> go test ./... in $mod"
 		(cd "$repo/$mod" && go vet ./... && go test -count=1 -timeout 20m "$@" ./...)
 	done

@@ -5,6 +5,8 @@
 #   integration  every non-acceptance package without -short (real etcd,
 #                containerd, sshd, namespaces where a test needs them)
 #   acceptance   the testbed packages, one package at a time
+#   runtime      the static runtime build module (tools/runtime)
+#   pulumi       the Pulumi bridge, SDK, example and move test (own modules)
 # Under CI (BERTH_REQUIRE_PREREQS=1) a test that skips for a missing
 # prerequisite fails instead.
 set -euo pipefail
@@ -37,6 +39,11 @@ tier integration go test -count=1 -timeout 25m $other_pkgs
 if [ -n "$acceptance_pkgs" ]; then
 	tier acceptance go test -count=1 -p 1 -timeout 40m $acceptance_pkgs
 fi
+# The modules beside the product: the static runtime build, and Pulumi (the
+# bridge, the generated SDK, the example program and the Pulumi move test,
+# with the Pulumi CLI built from the Go module proxy).
+tier runtime bash -c 'cd tools/runtime && go vet ./... && go test -count=1 -timeout 20m ./...'
+tier pulumi scripts/pulumi.sh test -p 1
 
 echo "==> test tiers"
 printf '%s\n' "${summary[@]}"
