@@ -559,6 +559,11 @@ func (e *engine) leave(ctx context.Context, name string, hs HostState) error {
 	}
 	cfg := hs.SSH
 	c, err := e.pool.Client(ctx, cfg)
+	var unreachable *ssh.UnreachableError
+	if errors.As(err, &unreachable) && ctx.Err() == nil {
+		// It died while leaving: nothing can wipe it (see abandon).
+		return e.abandon(ctx, name, hs)
+	}
 	if err != nil {
 		return fmt.Errorf("reach leaving host %q: %w", name, err)
 	}

@@ -23,9 +23,10 @@ import (
 //     join.
 //
 // So before any host joins, leaving hosts that no longer answer SSH are
-// given up (abandon), and control-plane joins are paired with removals by
-// counting members rather than by position, so a resumed run never holds
-// more than one extra member either.
+// given up (abandon), as is one that dies while the run is under way when
+// its turn to leave comes; and control-plane joins are paired with
+// removals by counting members rather than by position, so a resumed run
+// never holds more than one extra member either.
 
 // settleLeavers gives up every leaving host (in State, not in the Spec)
 // that cannot be reached over SSH: its etcd member is removed by ID (the
