@@ -4,8 +4,10 @@
 // on a testbed with two vendors on different subnets and latency between
 // them, while a prober counts failed requests through the testbed load
 // balancer. The move is interrupted (terraform gets SIGINT once the first
-// new control-plane host has joined) and resumed with a leaving
-// control-plane host dead; the resumed apply finishes it.
+// new control-plane host votes) and resumed; midway through the resumed
+// apply a leaving control-plane host dies, and the apply finishes the move
+// all the same. The same move through the Pulumi SDK is in ./pulumi (its
+// own module).
 //
 // What happens to a leaving host that is dead: the engine cannot reach it
 // over SSH, so it removes its etcd member by ID, deletes its pods and its
