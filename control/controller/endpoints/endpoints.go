@@ -61,7 +61,10 @@ func New(cli *client.Client, services, pods, endpoints *client.Informer, opts Op
 	pods.AddIndexer(client.IndexNamespace, client.IndexByNamespace)
 	enqueue := func(o api.Object) { c.q.Add(client.ObjectKey(o)) }
 	services.AddHandler(client.Handler{OnAdd: enqueue, OnUpdate: func(_, o api.Object) { enqueue(o) }, OnDelete: enqueue})
-	endpoints.AddHandler(client.Handler{OnUpdate: func(_, o api.Object) { enqueue(o) }, OnDelete: enqueue})
+	// Every change to an Endpoints object queues its service, its arrival
+	// in the cache included: a sync that ran before the cache showed this
+	// controller's own create compared against nothing, and must run again.
+	endpoints.AddHandler(client.Handler{OnAdd: enqueue, OnUpdate: func(_, o api.Object) { enqueue(o) }, OnDelete: enqueue})
 	pods.AddHandler(client.Handler{
 		OnAdd:    func(o api.Object) { c.podChanged(nil, o.(*api.Pod)) },
 		OnUpdate: func(old, o api.Object) { c.podChanged(old.(*api.Pod), o.(*api.Pod)) },
@@ -141,7 +144,10 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		Metadata: api.ObjectMeta{Name: name, Namespace: ns, Labels: svc.Metadata.Labels, OwnerReferences: []api.OwnerReference{ownerRef(svc)}},
 		Subsets:  subsets,
 	}
-	if err := c.cli.Create(ctx, ep); err != nil && !api.IsAlreadyExists(err) {
+	if err := c.cli.Create(ctx, ep); err != nil {
+		// AlreadyExists means the cache has not shown an earlier create
+		// yet: what this sync computed is not written, so it must fail
+		// and be retried, never be dropped.
 		return fmt.Errorf("create endpoints %s: %w", key, err)
 	}
 	return nil
