@@ -194,7 +194,6 @@ func (e *engine) apply(ctx context.Context) error {
 	// A move (hosts joining while others leave) pairs each join with the
 	// removal of one leaving host, so etcd never has more than one extra
 	// member and the control plane moves one host at a time.
-	leavingCPs := e.leavingControlPlane()
 	snapshotted := false
 	for _, h := range cps {
 		if _, isMember := members[h.Name]; isMember {
@@ -226,10 +225,20 @@ func (e *engine) apply(ctx context.Context) error {
 			}
 			continue
 		}
+		leaving := e.leavingControlPlane()
+		if len(leaving) > 0 {
+			// A leaving host that died since the run began would block
+			// the join (etcd adds no member while a voter is
+			// unreachable): it is given up first.
+			if err := e.settleLeavers(ctx); err != nil {
+				return err
+			}
+			leaving = e.leavingControlPlane()
+		}
 		if err := e.checkQuorum(ctx, h.Name); err != nil {
 			return err
 		}
-		if len(leavingCPs) > 0 {
+		if len(leaving) > 0 {
 			// A run cut short between a join and its removal left an
 			// extra member: remove a leaving host before the next join.
 			n, err := e.memberCount(ctx)
@@ -237,14 +246,13 @@ func (e *engine) apply(ctx context.Context) error {
 				return err
 			}
 			if n > len(cps) {
-				name := leavingCPs[0]
-				leavingCPs = leavingCPs[1:]
-				if err := e.leave(ctx, name, e.state.Hosts[name]); err != nil {
+				if err := e.leave(ctx, leaving[0], e.state.Hosts[leaving[0]]); err != nil {
 					return err
 				}
+				leaving = leaving[1:]
 			}
 		}
-		if len(leavingCPs) > 0 && !snapshotted {
+		if len(leaving) > 0 && !snapshotted {
 			if err := e.snapshot(ctx); err != nil {
 				return err
 			}
@@ -254,10 +262,8 @@ func (e *engine) apply(ctx context.Context) error {
 			return err
 		}
 		members[h.Name] = true
-		if len(leavingCPs) > 0 {
-			name := leavingCPs[0]
-			leavingCPs = leavingCPs[1:]
-			if err := e.leave(ctx, name, e.state.Hosts[name]); err != nil {
+		if len(leaving) > 0 {
+			if err := e.leave(ctx, leaving[0], e.state.Hosts[leaving[0]]); err != nil {
 				return err
 			}
 		}
