@@ -220,6 +220,10 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	node, fitErr := s.cache.Schedule(pod)
 	if fitErr == nil {
 		s.cache.Assume(pod, node)
+	} else {
+		// Parked under the same lock as the decision, so a node change
+		// that arrives right after it still brings the pod back.
+		s.unschedulable[key] = true
 	}
 	s.mu.Unlock()
 	if fitErr != nil {
@@ -293,12 +297,9 @@ func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
 	return nil
 }
 
-// markUnschedulable records why the pod fits nowhere and parks it until
-// the cluster changes.
+// markUnschedulable records why the pod fits nowhere; scheduleOne has
+// parked it until the cluster changes.
 func (s *Scheduler) markUnschedulable(ctx context.Context, key string, pod *api.Pod, fitErr *FitError) error {
-	s.mu.Lock()
-	s.unschedulable[key] = true
-	s.mu.Unlock()
 	p := client.DeepCopy(pod)
 	msg := fitErr.Error()
 	if !api.SetCondition(&p.Status.Conditions, api.Condition{
