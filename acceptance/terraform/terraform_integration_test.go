@@ -18,8 +18,6 @@ import (
 
 	"github.com/berth-io/berth/acceptance/prober"
 	"github.com/berth-io/berth/acceptance/testbed"
-	"github.com/berth-io/berth/acceptance/workloads"
-	"github.com/berth-io/berth/internal/prereq"
 )
 
 func TestMain(m *testing.M) { os.Exit(testbed.Main(m)) }
@@ -101,85 +99,19 @@ func privateMirror(t *testing.T, root, rc string) string {
 }
 
 func TestIntegrationFullClusterExampleAppliesPlansEmptyRollsWithoutFailuresAndDestroys(t *testing.T) {
-	prereq.Integration(t)
-	prereq.Root(t)
-	tb := testbed.Shared(t)
-	hosts := tb.Hosts()
-	if len(hosts) < 3 {
-		t.Fatalf("testbed has %d hosts, need 3", len(hosts))
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
+	c := newFullCluster(t, ctx)
+	w, tb, hosts, refs, vars := c.workspace, c.tb, c.hosts, c.refs, c.tfvars
 
-	script(t, root, "image.sh")
-	w := &workspace{t: t, tf: script(t, root, "terraform.sh"), dir: t.TempDir()}
-	rc := privateMirror(t, root, script(t, root, "terraform.sh", "install-provider"))
-	w.env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "TF_LOG=", "TF_INPUT=0")
-	for _, f := range []string{"main.tf", "variables.tf", "outputs.tf"} {
-		b, err := os.ReadFile(filepath.Join(root, "examples", "full-cluster", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(w.dir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	set, err := workloads.Build(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	refs, err := set.Push(ctx, tb.RegistryAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostVar := func(hs []testbed.Host) map[string]any {
-		m := map[string]any{}
-		for _, h := range hs {
-			m[h.Name] = map[string]any{"address": h.Address, "port": h.SSHPort, "host_key": h.HostPublicKey}
-		}
-		return m
-	}
-	vars := map[string]any{
-		"image_path":            filepath.Join(root, "bin", "node-image.tar.gz"),
-		"private_key_path":      tb.PrivateKeyPath(),
-		"control_plane_hosts":   hostVar(hosts[:1]),
-		"worker_hosts":          hostVar(hosts[1:3]),
-		"plain_http_registries": []string{tb.RegistryAddr()},
-		"web_image":             refs.V1,
-	}
-	w.vars(vars)
-
-	w.must(ctx, "init", "-no-color")
-	destroyed := false
-	defer func() {
-		if destroyed {
-			return
-		}
-		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer dcancel()
-		if out, err := w.run(dctx, "destroy", "-auto-approve", "-no-color"); err != nil {
-			t.Errorf("destroy after failure: %v\n%s", err, out)
-		}
-	}()
 	began := time.Now()
 	w.must(ctx, "apply", "-auto-approve", "-no-color")
 	t.Logf("apply from empty state (cluster, pool, deployment, service) took %s", time.Since(began).Round(time.Second))
 
-	if out, err := w.run(ctx, "plan", "-detailed-exitcode", "-no-color"); err != nil {
-		t.Fatalf("plan after apply is not empty (%v):\n%s", err, out)
-	}
+	c.planEmpty(ctx, "after apply")
 
-	port := strings.TrimSpace(w.must(ctx, "output", "-raw", "node_port"))
-	var p int
-	if err := json.Unmarshal([]byte(port), &p); err != nil {
-		t.Fatalf("node_port output %q: %v", port, err)
-	}
 	// Only the cluster's hosts: a shared testbed may have more.
-	if err := tb.SetLB(ctx, p, hosts[0].Name, hosts[1].Name, hosts[2].Name); err != nil {
+	if err := tb.SetLB(ctx, c.nodePort(ctx), c.hostNames()...); err != nil {
 		t.Fatal(err)
 	}
 	if err := tb.WaitLB(ctx); err != nil {
@@ -234,8 +166,8 @@ func TestIntegrationFullClusterExampleAppliesPlansEmptyRollsWithoutFailuresAndDe
 	}
 
 	w.must(ctx, "destroy", "-auto-approve", "-no-color")
-	destroyed = true
-	for _, h := range hosts[:3] {
+	c.destroyed = true
+	for _, h := range hosts {
 		b, _ := tb.Exec(ctx, h.Name, "ls -d /opt/berth /etc/berth /var/lib/berth 2>/dev/null; true")
 		if strings.TrimSpace(string(b)) != "" {
 			t.Errorf("host %s keeps berth files after destroy: %s", h.Name, b)

@@ -423,8 +423,9 @@ func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportSt
 		resp.Diagnostics.AddError("The cluster does not answer", fmt.Sprintf("GET /v1/controlplane at %v: %v.\n\nImport needs the running cluster.", cfg.Endpoints, err))
 		return
 	}
+	// The state is null until the attributes below are set: there is
+	// nothing to read from it.
 	var m clusterModel
-	resp.Diagnostics.Append(resp.State.Get(ctx, &m)...)
 	setEngineState(&m, cluster.State{ClusterID: cp.ClusterID, Endpoints: cfg.Endpoints, CACertPEM: cfg.CACertificate, CAKeyPEM: string(key),
 		AdminCertPEM: cfg.ClientCertificate, AdminKeyPEM: cfg.ClientKey})
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), m.ID)...)
