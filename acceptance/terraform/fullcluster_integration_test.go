@@ -194,8 +194,9 @@ func (c *fullCluster) planEmpty(ctx context.Context, when string) {
 // port still forwards for the seconds its new image takes to upload), and
 // returns once it is Ready and uncordoned on its new image. While the API
 // does not answer, the targets stay. It polls until ctx ends and reports
-// the first error the load balancer gave, or nil.
-func followReadyNodes(ctx context.Context, tb *testbed.Testbed, cli *client.Client, port int, hosts []string, logf func(string, ...any)) error {
+// the first error the load balancer gave, or nil. changed hears each new
+// set of targets.
+func followReadyNodes(ctx context.Context, tb *testbed.Testbed, cli *client.Client, port int, hosts []string, changed func(targets []string)) error {
 	var current []string
 	for {
 		var nodes api.NodeList
@@ -218,7 +219,7 @@ func followReadyNodes(ctx context.Context, tb *testbed.Testbed, cli *client.Clie
 					}
 					return err
 				}
-				logf("load balancer targets %v", want)
+				changed(want)
 				current = want
 			}
 		}

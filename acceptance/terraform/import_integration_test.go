@@ -75,8 +75,12 @@ func TestIntegrationImportAdoptsTheRunningClusterWithItsCAWithoutBootstrappingAg
 	if strings.Contains(out, "must be replaced") || strings.Contains(out, "will be created") || strings.Contains(out, "will be destroyed") {
 		t.Errorf("plan after import creates, destroys or replaces a resource:\n%s", out)
 	}
-	if words := strings.Join(strings.Fields(out), " "); strings.Contains(words, "bootstrap") {
+	words := strings.Join(strings.Fields(out), " ")
+	if strings.Contains(words, "bootstrap") {
 		t.Errorf("plan after import says a cluster will be bootstrapped:\n%s", out)
+	}
+	if want := "Warning: berth_cluster: 1 host(s) of the imported cluster will be adopted"; !strings.Contains(words, want) {
+		t.Errorf("plan after import does not say %q:\n%s", want, out)
 	}
 	plan := c.showJSON(ctx, "adopt.tfplan")
 	changes, _ := plan["resource_changes"].([]any)
@@ -101,8 +105,26 @@ func TestIntegrationImportAdoptsTheRunningClusterWithItsCAWithoutBootstrappingAg
 		}
 	}
 
+	// The engine's progress (TF_LOG=INFO) shows what it did to the host.
+	logPath := filepath.Join(t.TempDir(), "adopt.log")
+	env := c.env
+	c.env = append(slices.Clone(env), "TF_LOG=INFO", "TF_LOG_PATH="+logPath)
 	c.must(ctx, "apply", "-no-color", "adopt.tfplan")
+	c.env = env
 	adopted = true
+	progress, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpHost := c.hosts[0].Name
+	if !strings.Contains(string(progress), "berth_cluster: "+cpHost+": up to date") {
+		t.Errorf("the adopting apply did not find %s up to date", cpHost)
+	}
+	for _, step := range []string{"preflight", "add etcd learner", "restart services", "switch to image"} {
+		if strings.Contains(string(progress), "berth_cluster: "+cpHost+": "+step) {
+			t.Errorf("the adopting apply went through %q on %s: it should only record the host", step, cpHost)
+		}
+	}
 	after := c.resourceValues(ctx, "berth_cluster.this")
 	for _, a := range []string{"cluster_id", "ca_certificate", "ca_key", "endpoints"} {
 		if !equalJSON(after[a], before[a]) {

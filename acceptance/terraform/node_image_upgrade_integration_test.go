@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,7 +99,16 @@ func TestIntegrationNodeImageUpgradeReplacesNodesOneAtATimeWithoutFailedRequests
 	}
 	lbCtx, lbCancel := context.WithCancel(ctx)
 	lbDone := make(chan error, 1)
-	go func() { lbDone <- followReadyNodes(lbCtx, c.tb, admin, port, names, t.Logf) }()
+	var lbMu sync.Mutex
+	var targets []string
+	go func() {
+		lbDone <- followReadyNodes(lbCtx, c.tb, admin, port, names, func(in []string) {
+			t.Logf("load balancer targets %v", in)
+			lbMu.Lock()
+			targets = in
+			lbMu.Unlock()
+		})
+	}()
 	stopLB := func() {
 		lbCancel()
 		if err := <-lbDone; err != nil {
@@ -126,7 +137,6 @@ func TestIntegrationNodeImageUpgradeReplacesNodesOneAtATimeWithoutFailedRequests
 	if strings.Contains(out, "must be replaced") {
 		t.Errorf("plan of the new image replaces a resource instead of rolling its nodes:\n%s", out)
 	}
-	servedBefore := pr.Snapshot().Succeeded
 
 	began = time.Now()
 	c.must(ctx, "apply", "-auto-approve", "-no-color")
@@ -155,7 +165,22 @@ func TestIntegrationNodeImageUpgradeReplacesNodesOneAtATimeWithoutFailedRequests
 			t.Errorf("node %s is missing after the upgrade", name)
 		}
 	}
-	// Traffic keeps flowing through the nodes back in service.
+	// Every node is back in service, and traffic flows through them.
+	sorted := slices.Sorted(slices.Values(names))
+	for {
+		lbMu.Lock()
+		in := targets
+		lbMu.Unlock()
+		if slices.Equal(in, sorted) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the load balancer never had every node back in service: %v", in)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	servedBefore := pr.Snapshot().Succeeded
 	if err := pr.Wait(ctx, func(r prober.Result) bool { return r.Succeeded >= servedBefore+20 }); err != nil {
 		t.Fatalf("web stopped answering after the upgrade: %v (%s)", err, pr.Snapshot())
 	}

@@ -273,6 +273,10 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 			err.Error()+"\n\nFix the host names and addresses in control_plane_hosts.")
 		return
 	}
+	headline := planHeadline(sum)
+	if !req.State.Raw.IsNull() && prior.ClusterID != "" && len(prior.Hosts) == 0 {
+		headline, sum.Actions = adoptionSummary(sum)
+	}
 	plan.Endpoints = plannedEndpoints(spec)
 	if !req.State.Raw.IsNull() {
 		// While the control plane moves, the new endpoints serve only
@@ -291,9 +295,23 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		plan.HostStatus = st.HostStatus
 	} else {
 		plan.HostStatus = types.MapUnknown(types.ObjectType{AttrTypes: hostStatusAttrTypes})
-		resp.Diagnostics.AddWarning("berth_cluster: "+planHeadline(sum), "The engine will, in order:\n- "+strings.Join(sum.Actions, "\n- "))
+		resp.Diagnostics.AddWarning("berth_cluster: "+headline, "The engine will, in order:\n- "+strings.Join(sum.Actions, "\n- "))
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// adoptionSummary words the plan of an imported cluster, whose state has
+// the cluster but no host yet: its hosts are not new, so they do not
+// "join"; the apply records each one already on the configured image and
+// settings as it is, and installs only the others. It returns the
+// headline and the actions.
+func adoptionSummary(s cluster.PlanSummary) (string, []string) {
+	if len(s.Join) == 0 {
+		return planHeadline(s), s.Actions
+	}
+	return fmt.Sprintf("%d host(s) of the imported cluster will be adopted", len(s.Join)), []string{fmt.Sprintf("hosts %s of the imported cluster are checked over SSH one at a time: a host already on the configured image and settings "+
+		"is recorded as it is, without being reinstalled or restarted; any other is installed (a control-plane host that is not yet an etcd member "+
+		"joins as a learner and is promoted)", strings.Join(s.Join, ", "))}
 }
 
 // planHeadline is the one-line summary of a plan.
