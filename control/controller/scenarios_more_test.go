@@ -173,7 +173,7 @@ func TestIntegrationSilentNodesPodsLeaveServiceBeforeEviction(t *testing.T) {
 
 func runSilentNode(c *cluster) {
 	nodes := c.nodes(simnode.Options{}, "n1", "n2")
-	opts := fastOptions("cp1")
+	opts := silentNodeOptions("cp1")
 	opts.PodEvictionTimeout = time.Hour // only the not-ready marking happens here
 	c.control(opts)
 	if err := c.cli.Create(c.ctx, webDeployment("web", 2, "registry.example/web:1")); err != nil {
