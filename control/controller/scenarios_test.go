@@ -216,6 +216,7 @@ func runRollingUpdateBounds(c *cluster) {
 				continue
 			}
 			p := ev.Object.(*api.Pod)
+			mu.Lock()
 			if ev.Type == api.Deleted {
 				delete(state, p.Metadata.Name)
 			} else {
@@ -232,7 +233,6 @@ func runRollingUpdateBounds(c *cluster) {
 				}
 			}
 			seenNew.Store(int32(updated))
-			mu.Lock()
 			if total > replicas+surge {
 				violations = append(violations, fmt.Sprintf("rv %d: %d pods exist, above replicas+maxSurge=%d", ev.ResourceVersion, total, replicas+surge))
 			}
@@ -250,6 +250,27 @@ func runRollingUpdateBounds(c *cluster) {
 	}
 	c.waitFor("second rollout", func() bool { return complete(c.deployment("web"), 2) })
 	c.waitFor("old pods gone", func() bool { return len(c.pods(map[string]string{"app": "web"})) == replicas })
+	// The watch runs behind the reads above: check every state up to the
+	// one they saw before stopping it.
+	c.waitFor("the watch to reach the final pods", func() bool {
+		select {
+		case <-watchDone:
+			c.t.Fatalf("the pod watch ended before the rollout's last change: %v", w.Err())
+		default:
+		}
+		final := c.pods(map[string]string{"app": "web"})
+		mu.Lock()
+		defer mu.Unlock()
+		if len(state) != len(final) {
+			return false
+		}
+		for _, p := range final {
+			if sp := state[p.Metadata.Name]; sp == nil || sp.Metadata.ResourceVersion != p.Metadata.ResourceVersion {
+				return false
+			}
+		}
+		return true
+	})
 	w.Stop()
 	<-watchDone
 	if seenNew.Load() == 0 {
