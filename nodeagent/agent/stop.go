@@ -123,7 +123,7 @@ func (a *Agent) waitRulesGate(ctx context.Context, namespace, ip string) {
 	start := time.Now()
 	for {
 		changed := a.gateChanged()
-		ok, why := a.gateOpen(namespace, ip)
+		ok, why := a.gateOpen(a.currentEndpoints(ctx, namespace), ip)
 		if ok {
 			a.log.Debug("stop gate open", "ip", ip, "waited", time.Since(start))
 			return
@@ -138,14 +138,35 @@ func (a *Agent) waitRulesGate(ctx context.Context, namespace, ip string) {
 	}
 }
 
-// gateOpen reports whether a pod with ip may be sent SIGTERM, or why not.
-func (a *Agent) gateOpen(namespace, ip string) (bool, string) {
-	var need int64
-	for _, o := range a.endpoints.List() {
-		ep := o.(*api.Endpoints)
-		if ep.Metadata.Namespace != namespace {
-			continue
+// currentEndpoints reads namespace's Endpoints from the API rather than
+// from the informer: the cache may not yet hold a change that added the
+// pod (created just before its deletion began), and judging by it would
+// send SIGTERM while other nodes still route to the pod. When the API
+// cannot be reached the cache is the best there is.
+func (a *Agent) currentEndpoints(ctx context.Context, namespace string) []*api.Endpoints {
+	lctx, cancel := context.WithTimeout(ctx, a.cfg.APITimeout.or(DefaultAPITimeout))
+	defer cancel()
+	var list api.EndpointsList
+	var out []*api.Endpoints
+	if err := a.cli.List(lctx, &list, client.ListOptions{Namespace: namespace}); err == nil {
+		for i := range list.Items {
+			out = append(out, &list.Items[i])
 		}
+		return out
+	}
+	for _, o := range a.endpoints.List() {
+		if ep := o.(*api.Endpoints); ep.Metadata.Namespace == namespace {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+// gateOpen reports whether a pod with ip may be sent SIGTERM, or why not,
+// given its namespace's current Endpoints.
+func (a *Agent) gateOpen(endpoints []*api.Endpoints, ip string) (bool, string) {
+	var need int64
+	for _, ep := range endpoints {
 		for _, s := range ep.Subsets {
 			for _, addr := range s.Addresses {
 				if addr.IP == ip {
