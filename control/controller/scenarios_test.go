@@ -297,17 +297,14 @@ func runFailurePolicy(c *cluster, policy api.FailurePolicy) {
 	c.nodes(simnode.Options{PodReady: badImage}, "n1", "n2")
 	c.control(fastOptions("cp1"))
 	d := webDeployment("web", 2, "registry.example/web:1")
+	deadline := int32(1)
+	d.Spec.ProgressDeadlineSeconds = &deadline
 	d.Spec.Strategy.OnFailure = policy
 	if err := c.cli.Create(c.ctx, d); err != nil {
 		c.t.Fatal(err)
 	}
 	c.waitFor("first rollout", func() bool { return complete(c.deployment("web"), 1) })
-	// The short deadline comes with the bad revision: given to the first
-	// rollout, a loaded machine could make that one miss it too (and
-	// Pause would then hold it for good).
 	d = c.deployment("web")
-	deadline := int32(1)
-	d.Spec.ProgressDeadlineSeconds = &deadline
 	d.Spec.Template.Spec.Containers[0].Image = "registry.example/web:bad"
 	if err := c.cli.Update(c.ctx, d); err != nil {
 		c.t.Fatal(err)
