@@ -213,7 +213,11 @@ func (c *Controller) syncOnce(ctx context.Context, key string) error {
 		// The template went back to an older revision's: that revision
 		// becomes the newest again, as in Kubernetes, so "undo" keeps
 		// meaning "the one before".
-		if desired, err = c.renumber(ctx, d, desired, newest(revs)+1); err != nil {
+		n, err := c.newestNumber(ctx, d, revs)
+		if err != nil {
+			return err
+		}
+		if desired, err = c.renumber(ctx, d, desired, n+1); err != nil {
 			return err
 		}
 		for i, r := range revs {
@@ -474,6 +478,25 @@ func (c *Controller) revisionsOf(d *api.Deployment) []*api.Revision {
 	return out
 }
 
+// newestNumber returns the highest revision number the deployment has,
+// read from the API as well as the cache: the informer may not yet show a
+// revision this controller (or a previous leader) created moments ago, and
+// numbering from the cache alone would give two templates the same number.
+func (c *Controller) newestNumber(ctx context.Context, d *api.Deployment, cached []*api.Revision) (int64, error) {
+	n := newest(cached)
+	var list api.RevisionList
+	if err := c.cli.List(ctx, &list, client.ListOptions{Namespace: d.Metadata.Namespace,
+		Labels: map[string]string{api.LabelDeployment: d.Metadata.Name}}); err != nil {
+		return 0, fmt.Errorf("list revisions of deployment %s: %w", client.ObjectKey(d), err)
+	}
+	for i := range list.Items {
+		if api.IsControlledBy(&list.Items[i].Metadata, &d.Metadata) {
+			n = max(n, list.Items[i].Number)
+		}
+	}
+	return n, nil
+}
+
 // newest returns the highest revision number.
 func newest(revs []*api.Revision) int64 {
 	var n int64
@@ -537,10 +560,11 @@ func truncate(s string, n int) string {
 // createRevision records the deployment's current template as the next
 // revision.
 func (c *Controller) createRevision(ctx context.Context, d *api.Deployment, hash string, revs []*api.Revision) (*api.Revision, error) {
-	var next int64 = 1
-	for _, r := range revs {
-		next = max(next, r.Number+1)
+	newestNumber, err := c.newestNumber(ctx, d, revs)
+	if err != nil {
+		return nil, err
 	}
+	next := newestNumber + 1
 	r := &api.Revision{
 		Metadata: api.ObjectMeta{
 			Name:            truncate(d.Metadata.Name, api.MaxNameLength-11) + "-" + hash,
