@@ -99,7 +99,12 @@ func (r Result) Seen(substr string) int {
 
 // String summarises r for test failure messages.
 func (r Result) String() string {
-	return fmt.Sprintf("sent %d, succeeded %d, failed %d, reasons %v, bodies %v", r.Sent, r.Succeeded, r.Failed, r.Reasons, r.Bodies)
+	s := fmt.Sprintf("sent %d, succeeded %d, failed %d, reasons %v, bodies %v", r.Sent, r.Succeeded, r.Failed, r.Reasons, r.Bodies)
+	if r.Failed > 0 {
+		// When they failed lets a test's timeline say what was happening.
+		s += fmt.Sprintf(", failures between %s and %s", r.FirstFailure.Format("15:04:05.000"), r.LastFailure.Format("15:04:05.000"))
+	}
+	return s
 }
 
 // Prober sends requests until Stop. Its methods are safe for concurrent use.
