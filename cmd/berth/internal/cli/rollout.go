@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -26,6 +27,20 @@ func deploymentArg(args []string) (string, error) {
 	return name, nil
 }
 
+// deploymentTarget reads the deployment a rollout command names and the
+// client to reach it: the preamble every rollout subcommand shares.
+func deploymentTarget(g *globals, args []string) (string, *client.Client, error) {
+	name, err := deploymentArg(args)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := g.client()
+	if err != nil {
+		return "", nil, err
+	}
+	return name, c, nil
+}
+
 func newRolloutCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "rollout", Short: "Follow, list and undo deployment rollouts"}
 	var timeout time.Duration
@@ -34,11 +49,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		Short: "Wait until the rollout completes; exit non-zero when it fails, rolls back or pauses",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			name, c, err := deploymentTarget(g, args)
 			if err != nil {
 				return err
 			}
@@ -54,11 +65,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		Short: "List a deployment's revisions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			name, c, err := deploymentTarget(g, args)
 			if err != nil {
 				return err
 			}
@@ -102,11 +109,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		Short: "Roll back to the previous live revision, or to a named one",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			name, c, err := deploymentTarget(g, args)
 			if err != nil {
 				return err
 			}
@@ -128,7 +131,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 // printing progress lines as they change. It returns nil when the rollout
 // is Complete and an error saying what is live otherwise (failed, rolled
 // back or paused), so scripts can rely on the exit code.
-func RolloutStatus(ctx context.Context, c *client.Client, ns, name string, w interface{ Write([]byte) (int, error) }) error {
+func RolloutStatus(ctx context.Context, c *client.Client, ns, name string, w io.Writer) error {
 	last := ""
 	for {
 		var d api.Deployment
