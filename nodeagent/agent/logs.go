@@ -114,18 +114,27 @@ func writeLog(ctx context.Context, w io.Writer, flush func(), path string, tail 
 		}
 	}
 	// Now the live file: from its end when tailing, else from its start.
-	var off int64
-	if tail > 0 {
-		if st, err := os.Stat(path); err == nil {
-			off = st.Size()
-		}
+	// It is followed by identity, as tail -F does: when the runtime
+	// rotates it (renames it to LOG.1 and begins a new LOG), the rest of
+	// the old file is read before the new one, from its start, so nothing
+	// is skipped or repeated.
+	live, err := os.Open(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("open log: %w", err)
 	}
-	if tail <= 0 {
-		n, err := copyFrom(w, path, 0)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+	defer func() {
+		if live != nil {
+			live.Close()
+		}
+	}()
+	if live != nil {
+		if tail > 0 {
+			if _, err := live.Seek(0, io.SeekEnd); err != nil {
+				return fmt.Errorf("read log: %w", err)
+			}
+		} else if _, err := io.Copy(w, live); err != nil {
 			return err
 		}
-		off = n
 	}
 	flush()
 	if !follow {
@@ -133,29 +142,52 @@ func writeLog(ctx context.Context, w io.Writer, flush func(), path string, tail 
 	}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+	for ctx.Err() == nil {
+		if live == nil {
+			if live, err = os.Open(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("open log: %w", err)
+			}
 		}
-		st, err := os.Stat(path)
-		if err == nil && st.Size() < off {
-			off = 0 // rotated (copied and truncated): start again
-		}
-		if err == nil && st.Size() > off {
-			n, err := copyFrom(w, path, off)
-			if err != nil {
+		var n int64
+		if live != nil {
+			if n, err = io.Copy(w, live); err != nil {
 				return err
 			}
-			off += n
+			if replaced(live, path) {
+				// What was written to the old file after the copy above.
+				if _, err := io.Copy(w, live); err != nil {
+					return err
+				}
+				live.Close()
+				live = nil
+				flush()
+				continue
+			}
+		}
+		if n > 0 {
 			flush()
 			continue
 		}
 		if !alive() {
 			return nil
 		}
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
 	}
+	return nil
+}
+
+// replaced reports whether path names another file than f (or none): the
+// log was rotated.
+func replaced(f *os.File, path string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	fst, err := f.Stat()
+	return err == nil && !os.SameFile(st, fst)
 }
 
 func copyFile(w io.Writer, path string) error {

@@ -26,21 +26,27 @@
 //
 // # Logs
 //
-// The task's stdout and stderr go straight from the shim to the container's
-// log file (containerd's file:// log URI, cio.LogFile): the shim, not the
-// agent, writes them, so output is neither lost nor blocked while the agent
-// restarts, and a slow agent never slows a container. The shim opens the
-// file with O_APPEND, so the Runtime rotates it by size the way logrotate's
-// copytruncate does: when the file passes Config.LogMaxBytes it copies it
-// to LOG.1 (shifting LOG.1 to LOG.2 and so on, keeping LogMaxFiles files in
-// all) and truncates LOG to zero, and the shim's next write lands at the
-// start. Output written between the copy and the truncation (microseconds)
-// is lost, and a file may grow past the limit by what arrives between two
-// checks (every LogRotateInterval); that is the price of a writer the agent
-// does not own. A FIFO read by the agent would avoid both, but would block
-// or drop the container's output whenever the agent is down, and
-// containerd's binary log driver would need a berth binary on the node's
-// PATH for the shim to start; neither is better for a restartable agent.
+// The shim writes a task's stdout and stderr into two FIFOs (under
+// Config.FIFODir, at a path fixed by the container ID), and the Runtime
+// copies both into the container's log file, rotating it by size between
+// writes: past Config.LogMaxBytes the file becomes LOG.1 (LOG.1 becomes
+// LOG.2, and so on, keeping LogMaxFiles files in all) and a new LOG is
+// begun, so rotation loses nothing and no file grows past the limit by
+// more than one write. An exit is reported only once the task's last
+// output is in the log.
+//
+// containerd's own file:// log URI (cio.LogFile), where the shim writes the
+// file itself, was used first and dropped: when stdout and stderr share
+// the file the shim closes it as soon as stdout reaches its end, and
+// whatever stderr still had in flight is lost — typically the last lines a
+// crashing program printed, the ones a user needs most (containerd 1.6 and
+// 2.x alike; TestIntegrationNoOutputIsLostWhenAContainerExits shows it).
+// The price of copying in the agent: while no agent runs, the FIFOs
+// buffer the output (a pipe's worth, 64 KiB, per stream, plus the task's
+// own pipe), after which the task's writes wait until an agent attaches
+// again, as they would for Docker with live-restore or containerd's CRI
+// plugin. A restarted agent attaches to the FIFOs of every running task
+// and resumes the copy where it stopped.
 //
 // # Cgroups
 //
@@ -78,17 +84,16 @@ var _ runtime.Runtime = (*Runtime)(nil)
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultAddress           = "/run/containerd/containerd.sock"
-	DefaultNamespace         = "berth"
-	DefaultCgroupParent      = "/berth"
-	DefaultSnapshotter       = "overlayfs"
-	DefaultRuntimeName       = "io.containerd.runc.v2"
-	DefaultFIFODir           = "/run/berth/fifo"
-	DefaultCallTimeout       = 30 * time.Second
-	DefaultPullTimeout       = 10 * time.Minute
-	DefaultLogMaxBytes       = 10 << 20
-	DefaultLogMaxFiles       = 3
-	DefaultLogRotateInterval = 10 * time.Second
+	DefaultAddress      = "/run/containerd/containerd.sock"
+	DefaultNamespace    = "berth"
+	DefaultCgroupParent = "/berth"
+	DefaultSnapshotter  = "overlayfs"
+	DefaultRuntimeName  = "io.containerd.runc.v2"
+	DefaultFIFODir      = "/run/berth/fifo"
+	DefaultCallTimeout  = 30 * time.Second
+	DefaultPullTimeout  = 10 * time.Minute
+	DefaultLogMaxBytes  = 10 << 20
+	DefaultLogMaxFiles  = 3
 )
 
 // MinMemoryBytes is the smallest memory limit CreateContainer accepts: below
@@ -111,22 +116,21 @@ type Config struct {
 	Snapshotter string
 	// RuntimeName is containerd's runtime (shim) for tasks.
 	RuntimeName string
-	// FIFODir holds the FIFOs of Exec processes; created when missing.
+	// FIFODir holds the FIFOs that carry containers' and Exec processes'
+	// output; created when missing. It must outlive an agent restart
+	// (a tmpfs such as /run is right: tasks do not outlive a reboot).
 	FIFODir string
 	// CallTimeout bounds every call but pulls and imports.
 	CallTimeout time.Duration
 	// PullTimeout bounds PullImage and ImportArchive.
 	PullTimeout time.Duration
-	// LogMaxBytes is the size past which a container's log file is rotated.
+	// LogMaxBytes is the size a container's log file is rotated at.
 	LogMaxBytes int64
 	// LogMaxFiles is how many files of a container's log are kept,
 	// counting the one being written (so at least 1).
 	LogMaxFiles int
-	// LogRotateInterval is how often log sizes are checked. Negative turns
-	// the periodic check off (RotateLogs still works).
-	LogRotateInterval time.Duration
 	// Logger receives reports of background trouble (a task watch that had
-	// to reconnect, a log that could not be rotated). Nil discards them.
+	// to reconnect, output that could not be written). Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -154,9 +158,6 @@ func (c Config) withDefaults() Config {
 	if c.LogMaxFiles <= 0 {
 		c.LogMaxFiles = DefaultLogMaxFiles
 	}
-	if c.LogRotateInterval == 0 {
-		c.LogRotateInterval = DefaultLogRotateInterval
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -175,14 +176,14 @@ type Runtime struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	watching map[string]bool   // container IDs whose task is watched
-	logs     map[string]string // container ID -> log path, for rotation
+	watching map[string]bool    // container IDs whose task is watched
+	ios      map[string]*taskIO // container ID -> its running task's output
 	closed   bool
 }
 
-// New connects to containerd, checks that it answers, re-attaches to every
-// running task in the namespace, and starts log rotation. ctx bounds only
-// the connection and the adoption.
+// New connects to containerd, checks that it answers and re-attaches to
+// every running task in the namespace (its exit and its output). ctx
+// bounds only the connection and the adoption.
 func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	cfg = cfg.withDefaults()
 	if cfg.LogMaxFiles < 1 {
@@ -198,7 +199,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	base, cancel := context.WithCancel(quiet(namespaces.WithNamespace(context.Background(), cfg.Namespace)))
 	r := &Runtime{
 		cfg: cfg, client: c, events: eventq.New(), base: base, cancel: cancel,
-		watching: map[string]bool{}, logs: map[string]string{},
+		watching: map[string]bool{}, ios: map[string]*taskIO{},
 	}
 	if _, err := r.Version(ctx); err != nil {
 		r.Close()
@@ -207,10 +208,6 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err := r.adopt(ctx); err != nil {
 		r.Close()
 		return nil, err
-	}
-	if cfg.LogRotateInterval > 0 {
-		r.wg.Add(1)
-		go r.rotateLoop()
 	}
 	return r, nil
 }
@@ -262,8 +259,9 @@ func (r *Runtime) Version(ctx context.Context) (runtime.Version, error) {
 // Events implements runtime.Runtime.
 func (r *Runtime) Events() <-chan runtime.ExitEvent { return r.events.C() }
 
-// Close implements runtime.Runtime: it stops the task watches and log
-// rotation, closes Events and the connection. Containers keep running.
+// Close implements runtime.Runtime: it stops the task watches and the
+// copying of output, closes Events and the connection. Containers keep
+// running; their output waits in the FIFOs for the next Runtime.
 func (r *Runtime) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -274,6 +272,15 @@ func (r *Runtime) Close() error {
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
+	// Running tasks keep writing into their FIFOs; the next Runtime
+	// attaches to them.
+	r.mu.Lock()
+	ios := r.ios
+	r.ios = map[string]*taskIO{}
+	r.mu.Unlock()
+	for _, t := range ios {
+		t.close()
+	}
 	r.events.Close()
 	if err := r.client.Close(); err != nil {
 		return fmt.Errorf("close containerd client: %w", err)

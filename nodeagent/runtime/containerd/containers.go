@@ -7,7 +7,6 @@ import (
 	"maps"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -235,36 +234,39 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 	} else if !errdefs.IsNotFound(err) {
 		return fmt.Errorf("start container %s: look up its task: %w", id, err)
 	}
+	// The previous run's output is all in the log before this run's.
+	r.finishIO(id, nil)
 	logPath := labels[labelLogPath]
 	creator := cio.NullIO
+	var tio *taskIO
 	if logPath != "" {
-		if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-			return fmt.Errorf("start container %s: log directory: %w", id, err)
-		}
-		creator = cio.LogFile(logPath)
+		creator = r.newTaskIO(id, logPath, &tio)
 	}
 	task, err := c.NewTask(ctx, creator)
 	if err != nil {
+		if tio != nil {
+			r.finishIO(id, tio)
+		}
 		return classifyCreate("start container", id, err)
+	}
+	if tio != nil {
+		r.keepIO(id, tio)
 	}
 	// Wait before Start: the exit channel must exist before the process
 	// can exit. It lives on the runtime's context, not this call's.
 	exitCh, err := task.Wait(r.base)
 	if err != nil {
 		r.deleteTask(task)
+		r.finishIO(id, tio)
 		return fmt.Errorf("start container %s: wait for its task: %w", id, err)
 	}
 	if err := task.Start(ctx); err != nil {
 		r.deleteTask(task)
+		r.finishIO(id, tio)
 		return classifyCreate("start container", id, err)
 	}
 	startedAt := time.Now().UTC()
-	if logPath != "" {
-		r.mu.Lock()
-		r.logs[id] = logPath
-		r.mu.Unlock()
-	}
-	r.watch(id, metaOf(labels), exitCh)
+	r.watch(id, metaOf(labels), exitCh, tio)
 	// The process runs and is watched; a start time that cannot be
 	// recorded only leaves StartedAt empty.
 	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: startedAt.Format(timeLabelFormat)}); err != nil {
@@ -353,7 +355,7 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	defer cancel()
 	c, err := r.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
-		r.forget(id)
+		r.finishIO(id, nil)
 		return nil
 	}
 	if err != nil {
@@ -371,15 +373,8 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	if err := c.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
-	r.forget(id)
+	r.finishIO(id, nil)
 	return nil
-}
-
-// forget stops rotating a removed container's log.
-func (r *Runtime) forget(id string) {
-	r.mu.Lock()
-	delete(r.logs, id)
-	r.mu.Unlock()
 }
 
 // ContainerStatus implements runtime.Runtime.

@@ -61,7 +61,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: tool sleep|ignore-term|exit N|chatter|hog|env")
+		fmt.Fprintln(os.Stderr, "usage: tool sleep|ignore-term|exit N|chatter|hog|burst N|env")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -96,6 +96,18 @@ func main() {
 			}
 			keep = append(keep, b)
 		}
+	case "burst": // N lines on each stream, interleaved, N more on stderr, then a last line on each
+		n, _ := strconv.Atoi(os.Args[2])
+		pad := strings.Repeat("-", 80)
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(os.Stdout, "out %06d %s\n", i, pad)
+			fmt.Fprintf(os.Stderr, "err %06d %s\n", i, pad)
+		}
+		fmt.Fprintln(os.Stdout, "out done")
+		for i := n; i < 2*n; i++ {
+			fmt.Fprintf(os.Stderr, "err %06d %s\n", i, pad)
+		}
+		fmt.Fprintln(os.Stderr, "err done")
 	case "env":
 		host, _ := os.Hostname()
 		cwd, _ := os.Getwd()
@@ -413,13 +425,12 @@ func (e *testEnv) runtime(t *testing.T, change func(*containerd.Config)) *testRu
 	t.Helper()
 	n := testSeq.Add(1)
 	cfg := containerd.Config{
-		Address:           e.address,
-		Namespace:         fmt.Sprintf("berth-test-%s-%d", runOwner, n),
-		CgroupParent:      fmt.Sprintf("/%s%s/t%d", runPrefix, runOwner, n),
-		FIFODir:           filepath.Join(e.dir, "fifo"),
-		CallTimeout:       time.Minute,
-		PullTimeout:       2 * time.Minute,
-		LogRotateInterval: -1,
+		Address:      e.address,
+		Namespace:    fmt.Sprintf("berth-test-%s-%d", runOwner, n),
+		CgroupParent: fmt.Sprintf("/%s%s/t%d", runPrefix, runOwner, n),
+		FIFODir:      filepath.Join(e.dir, "fifo"),
+		CallTimeout:  time.Minute,
+		PullTimeout:  2 * time.Minute,
 	}
 	if change != nil {
 		change(&cfg)

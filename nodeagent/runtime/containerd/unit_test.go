@@ -124,19 +124,7 @@ func TestMetaSurvivesTheRoundTripThroughLabels(t *testing.T) {
 	}
 }
 
-func TestLogRotationKeepsAtMostMaxFilesOfTheNewestOutput(t *testing.T) {
-	dir := t.TempDir()
-	log := filepath.Join(dir, "web.log")
-	write := func(s string) {
-		f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteString(s); err != nil {
-			t.Fatal(err)
-		}
-	}
+func TestLogRotationKeepsAtMostMaxFilesOfTheNewestWholeWrites(t *testing.T) {
 	read := func(p string) string {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -144,57 +132,92 @@ func TestLogRotationKeepsAtMostMaxFilesOfTheNewestOutput(t *testing.T) {
 		}
 		return string(b)
 	}
-	rotate := func() bool {
-		rotated, err := rotateFile(log, 10, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rotated
+	tests := []struct {
+		name     string
+		existing string // in the log before it is opened
+		maxFiles int
+		writes   []string
+		want     []string // log, log.1, log.2, log.3
+	}{
+		{"below the limit", "", 3, []string{"abc\n", "def\n"}, []string{"abc\ndef\n", "<missing>", "<missing>", "<missing>"}},
+		{"exactly the limit", "", 3, []string{"0123\n", "5678\n"}, []string{"0123\n5678\n", "<missing>", "<missing>", "<missing>"}},
+		{"a write that would pass it starts a new file", "", 3, []string{"0123\n", "5678\n", "x\n"}, []string{"x\n", "0123\n5678\n", "<missing>", "<missing>"}},
+		{"the oldest part is dropped", "", 3, []string{"first-one\n", "second-on\n", "third-one\n", "fourth\n"}, []string{"fourth\n", "third-one\n", "second-on\n", "<missing>"}},
+		{"a write larger than the limit gets a file of its own", "", 3, []string{"a\n", "0123456789abcdef\n", "b\n"}, []string{"b\n", "0123456789abcdef\n", "a\n", "<missing>"}},
+		{"what is already there counts", "0123456\n", 3, []string{"abc\n"}, []string{"abc\n", "0123456\n", "<missing>", "<missing>"}},
+		{"one file only is emptied", "", 1, []string{"0123456\n", "abc\n"}, []string{"abc\n", "<missing>", "<missing>", "<missing>"}},
 	}
-	if rotate() {
-		t.Fatal("rotated a log that does not exist")
-	}
-	write("short\n")
-	if rotate() {
-		t.Fatal("rotated a log below the limit")
-	}
-	for _, part := range []string{"first-part\n", "second-part\n", "third-part\n"} {
-		write(part)
-		if !rotate() {
-			t.Fatalf("did not rotate after %q", part)
-		}
-		if got := read(log); got != "" {
-			t.Fatalf("log after rotation holds %q, want it empty", got)
-		}
-	}
-	if got := read(log + ".1"); got != "third-part\n" {
-		t.Errorf("web.log.1 = %q, want the newest part", got)
-	}
-	if got := read(log + ".2"); got != "second-part\n" {
-		t.Errorf("web.log.2 = %q, want the part before", got)
-	}
-	if got := read(log + ".3"); got != "<missing>" {
-		t.Errorf("web.log.3 exists (%q): more files kept than asked", got)
-	}
-	write("after\n") // an O_APPEND writer continues at the start
-	if got := read(log); got != "after\n" {
-		t.Errorf("log after rotation and a write = %q", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "pods", "web.log")
+			if tt.existing != "" {
+				if err := os.MkdirAll(filepath.Dir(log), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(log, []byte(tt.existing), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l, err := openLog(log, 10, tt.maxFiles)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.writes {
+				if n, err := l.Write([]byte(w)); err != nil || n != len(w) {
+					t.Fatalf("write %q = %d, %v", w, n, err)
+				}
+			}
+			if err := l.Close(); err != nil || l.Err() != nil {
+				t.Fatalf("close = %v, err = %v", err, l.Err())
+			}
+			for i, want := range tt.want {
+				p := log
+				if i > 0 {
+					p = fmt.Sprintf("%s.%d", log, i)
+				}
+				if got := read(p); got != want {
+					t.Errorf("%s = %q, want %q", filepath.Base(p), got, want)
+				}
+			}
+		})
 	}
 }
 
-func TestLogRotationWithOneFileOnlyTruncates(t *testing.T) {
-	log := filepath.Join(t.TempDir(), "web.log")
-	if err := os.WriteFile(log, []byte("0123456789abc"), 0o644); err != nil {
+func TestALogThatCannotBeRotatedKeepsGrowingAndSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "web.log")
+	l, err := openLog(log, 10, 2)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if rotated, err := rotateFile(log, 10, 1); err != nil || !rotated {
-		t.Fatalf("rotate = %v, %v", rotated, err)
+	defer l.Close()
+	if _, err := l.Write([]byte("0123456\n")); err != nil {
+		t.Fatal(err)
 	}
-	if fi, err := os.Stat(log); err != nil || fi.Size() != 0 {
-		t.Errorf("log not truncated: %v %v", fi, err)
+	// A directory where the rotated file must go: rotation fails.
+	if err := os.Mkdir(log+".1", 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(log + ".1"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("web.log.1 exists with one file to keep")
+	if err := os.WriteFile(filepath.Join(log+".1", "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The container behind it is never blocked or failed, and no output
+	// is lost for it.
+	if n, err := l.Write([]byte("abcdef\n")); err != nil || n != 7 {
+		t.Fatalf("write = %d, %v; want the output taken", n, err)
+	}
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "rotate log") {
+		t.Errorf("Err = %v, want the rotation failure", err)
+	}
+	if b, err := os.ReadFile(log); err != nil || string(b) != "0123456\nabcdef\n" {
+		t.Errorf("log = %q (%v), want both writes", b, err)
+	}
+	l.Close()
+	if n, err := l.Write([]byte("late\n")); err != nil || n != 5 {
+		t.Errorf("write after close = %d, %v; want it taken and dropped", n, err)
+	}
+	if b, _ := os.ReadFile(log); strings.Contains(string(b), "late") {
+		t.Errorf("a write after Close reached the log")
 	}
 }
 

@@ -27,7 +27,7 @@ const (
 const cgroupRoot = "/sys/fs/cgroup"
 
 // adopt re-attaches to every task still alive in the namespace (after an
-// agent restart) and resumes rotating every container's log.
+// agent restart): to its exit and to its output.
 func (r *Runtime) adopt(ctx context.Context) error {
 	ctx, cancel := r.call(ctx, r.cfg.CallTimeout)
 	defer cancel()
@@ -43,11 +43,6 @@ func (r *Runtime) adopt(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("adopt container %s: %w", c.ID(), err)
 		}
-		if p := labels[labelLogPath]; p != "" {
-			r.mu.Lock()
-			r.logs[c.ID()] = p
-			r.mu.Unlock()
-		}
 		task, err := c.Task(ctx, nil)
 		if errdefs.IsNotFound(err) {
 			continue // created, never started
@@ -62,20 +57,35 @@ func (r *Runtime) adopt(ctx context.Context) error {
 		if st.Status == client.Stopped {
 			continue // exited while nobody watched: ListContainers reports it
 		}
+		var tio *taskIO
+		if p := labels[labelLogPath]; p != "" {
+			// Take over copying the task's output into its log; what it
+			// wrote while no agent read is waiting in the FIFOs.
+			// A task whose output cannot be taken over still runs and is
+			// still watched: losing its log is better than losing it.
+			if _, err := c.Task(ctx, r.logIO(c.ID(), p, &tio)); err != nil {
+				r.cfg.Logger.Warn("adopt container: its output is not copied to its log", "container", c.ID(), "error", err)
+				tio = nil
+			}
+			if tio != nil {
+				r.keepIO(c.ID(), tio)
+			}
+		}
 		exitCh, err := task.Wait(r.base)
 		if err != nil {
 			return fmt.Errorf("adopt container %s: wait for its task: %w", c.ID(), err)
 		}
-		r.watch(c.ID(), metaOf(labels), exitCh)
+		r.watch(c.ID(), metaOf(labels), exitCh, tio)
 	}
 	return nil
 }
 
-// watch waits, in the background, for container id's task to exit and then
-// reports it on Events. A broken wait (containerd restarted) is re-attached
-// with back-off; a task that was deleted meanwhile ends the watch quietly,
-// as its container was removed.
-func (r *Runtime) watch(id string, meta runtime.Meta, exitCh <-chan client.ExitStatus) {
+// watch waits, in the background, for container id's task to exit, then
+// lets its output (t, if any) reach the log and reports the exit on
+// Events. A broken wait (containerd restarted) is re-attached with
+// back-off; a task that was deleted meanwhile ends the watch quietly, as
+// its container was removed.
+func (r *Runtime) watch(id string, meta runtime.Meta, exitCh <-chan client.ExitStatus, t *taskIO) {
 	r.mu.Lock()
 	if r.closed || r.watching[id] {
 		r.mu.Unlock()
@@ -100,6 +110,7 @@ func (r *Runtime) watch(id string, meta runtime.Meta, exitCh <-chan client.ExitS
 				return
 			}
 			if s.Error() == nil {
+				r.finishIO(id, t)
 				r.exited(id, meta, s)
 				return
 			}
