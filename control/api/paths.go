@@ -40,7 +40,10 @@ import (
 // ?watch=true turns a list into a stream of newline-delimited [WatchEvent]s
 // starting after ?resourceVersion=N (or after the current revision when N is
 // 0); a revision that etcd has compacted answers an Error event with reason
-// Gone, and the watcher must list again. Failed requests answer a [Status].
+// Gone, and the watcher must list again. A watch response carries the
+// [HeaderBookmarkInterval] header, and the stream a BOOKMARK event at least
+// that often, so a watcher can tell a silent stream from a dead one. Failed
+// requests answer a [Status].
 
 // Query parameter names.
 const (
@@ -53,6 +56,14 @@ const (
 	QueryFollow          = "follow"
 	QueryTailLines       = "tailLines"
 )
+
+// HeaderBookmarkInterval is the watch response header in which the server
+// says how often the stream carries a BOOKMARK, in seconds (a decimal
+// number, for example "5"). A watcher that hears nothing, not even a
+// bookmark, for several intervals knows the stream is dead even when the
+// connection under it has not noticed, and watches again from its last
+// revision.
+const HeaderBookmarkInterval = "Berth-Bookmark-Interval"
 
 // FieldNodeName is the one field selector the API supports: pods bound to a
 // node.

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +29,28 @@ const DefaultTimeout = 30 * time.Second
 // maxErrorBody is how much of a failed response is read to explain it.
 const maxErrorBody = 1 << 20
 
+// Connection liveness defaults. A control-plane host that loses power sends
+// no FIN or RST: without these, a connection to it (and every watch on it)
+// would hang until TCP gives up, minutes later. See WithConnectionCheck.
+const (
+	// DefaultPingAfter is how long a connection may stay silent before the
+	// client sends an HTTP/2 PING to check the server is still there.
+	DefaultPingAfter = 5 * time.Second
+	// DefaultPingTimeout is how long that PING may go unanswered before the
+	// connection is closed, failing every request and watch on it so they
+	// move to another endpoint.
+	DefaultPingTimeout = 5 * time.Second
+)
+
+// maxDialTimeout bounds a TCP connect: a powered-off host on the same
+// network never answers (its SYNs vanish), and a connect on any working
+// network takes far less than this.
+const maxDialTimeout = 5 * time.Second
+
+// failedEndpointCooldown is how long an endpoint that failed (could not be
+// reached, or broke a stream) is tried only after every other endpoint.
+const failedEndpointCooldown = 30 * time.Second
+
 // Client talks to a control plane's HTTPS API. It is safe for concurrent
 // use; make one and share it.
 type Client struct {
@@ -39,15 +63,20 @@ type Client struct {
 	mu        sync.Mutex
 	endpoints []string
 	current   int
+	// failed holds when each endpoint last failed; such endpoints go last
+	// for failedEndpointCooldown.
+	failed map[string]time.Time
 }
 
 // Option changes how New builds a Client.
 type Option func(*options)
 
 type options struct {
-	timeout   time.Duration
-	log       *slog.Logger
-	userAgent string
+	timeout     time.Duration
+	log         *slog.Logger
+	userAgent   string
+	pingAfter   time.Duration
+	pingTimeout time.Duration
 }
 
 // WithTimeout bounds each request that is not a stream (default 30 s); for
@@ -63,11 +92,21 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // plane's logs say which component sent a request.
 func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
 
+// WithConnectionCheck sets how long a connection may stay silent before
+// the client PINGs the server (default 5 s) and how long the PING may go
+// unanswered before the connection is declared dead and closed (default
+// 5 s). A dead connection fails every request and watch on it, and they
+// move to the next endpoint, so losing a control-plane host stalls a
+// client for about their sum. Both must be positive.
+func WithConnectionCheck(pingAfter, pingTimeout time.Duration) Option {
+	return func(o *options) { o.pingAfter, o.pingTimeout = pingAfter, pingTimeout }
+}
+
 // New makes a Client from cfg. The CA certificate is required (every
 // connection is TLS and verified); the client certificate is optional only
 // for requests that need none.
 func New(cfg Config, opts ...Option) (*Client, error) {
-	o := options{timeout: DefaultTimeout, userAgent: "berth-client"}
+	o := options{timeout: DefaultTimeout, userAgent: "berth-client", pingAfter: DefaultPingAfter, pingTimeout: DefaultPingTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -77,6 +116,9 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	if o.timeout <= 0 {
 		return nil, fmt.Errorf("new client: timeout must be positive, got %s", o.timeout)
 	}
+	if o.pingAfter <= 0 || o.pingTimeout <= 0 {
+		return nil, fmt.Errorf("new client: connection check intervals must be positive, got %s and %s", o.pingAfter, o.pingTimeout)
+	}
 	eps, err := normalizeEndpoints(cfg.Endpoints)
 	if err != nil {
 		return nil, fmt.Errorf("new client: %w", err)
@@ -85,16 +127,26 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new client: %w", err)
 	}
-	dialTimeout := min(o.timeout, 10*time.Second)
+	dialer := &net.Dialer{
+		Timeout: min(o.timeout, maxDialTimeout),
+		// TCP keepalive is the backstop for connections HTTP/2 PINGs do
+		// not cover (HTTP/1.1): probes after 5 s of silence, dead after
+		// three unanswered ones.
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 5 * time.Second, Count: 3},
+	}
 	tr := &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dialer.DialContext,
 		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   dialTimeout,
+		TLSHandshakeTimeout:   min(o.timeout, 10*time.Second),
 		ResponseHeaderTimeout: o.timeout,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   32,
 		ForceAttemptHTTP2:     true,
+		// Every request and watch of a client to one endpoint shares one
+		// HTTP/2 connection; a PING after pingAfter of silence, unanswered
+		// for pingTimeout, closes it and fails them all at once.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: o.pingAfter, PingTimeout: o.pingTimeout},
 	}
 	return &Client{
 		http:      &http.Client{Transport: tr},
@@ -103,6 +155,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		log:       o.log,
 		userAgent: o.userAgent,
 		endpoints: eps,
+		failed:    map[string]time.Time{},
 	}, nil
 }
 
@@ -193,6 +246,11 @@ func (c *Client) SetEndpoints(eps []string) error {
 			c.current = i
 		}
 	}
+	for ep := range c.failed {
+		if !slices.Contains(norm, ep) {
+			delete(c.failed, ep)
+		}
+	}
 	return nil
 }
 
@@ -210,26 +268,22 @@ type request struct {
 	stream bool
 }
 
-// send performs r against the endpoints in turn, moving on only when an
-// endpoint cannot be reached. The caller must close the response body. A
+// send performs r against the endpoints in turn (see order), moving on
+// only when an endpoint cannot be reached. It returns the response and the
+// endpoint that gave it; the caller must close the response body. A
 // non-2xx answer becomes an *api.Status error.
-func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
+func (c *Client) send(ctx context.Context, r request) (*http.Response, string, error) {
 	var body []byte
 	if r.body != nil {
 		b, err := json.Marshal(r.body)
 		if err != nil {
-			return nil, fmt.Errorf("encode request body: %w", err)
+			return nil, "", fmt.Errorf("encode request body: %w", err)
 		}
 		body = b
 	}
-	c.mu.Lock()
-	eps := append([]string(nil), c.endpoints...)
-	start := c.current
-	c.mu.Unlock()
 	var errs []error
-	for i := range eps {
-		idx := (start + i) % len(eps)
-		u := eps[idx] + r.path
+	for _, ep := range c.order() {
+		u := ep + r.path
 		if len(r.query) > 0 {
 			u += "?" + r.query.Encode()
 		}
@@ -239,7 +293,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		}
 		req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
 		if err != nil {
-			return nil, fmt.Errorf("build request %s %s: %w", r.method, r.path, err)
+			return nil, "", fmt.Errorf("build request %s %s: %w", r.method, r.path, err)
 		}
 		req.Header.Set("Accept", "application/json")
 		req.Header.Set("User-Agent", c.userAgent)
@@ -256,25 +310,74 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		resp, err := c.http.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("%s %s: %w", r.method, r.path, ctx.Err())
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					// No answer in time: an endpoint that is merely slow
+					// costs nothing to move away from; a dead one would
+					// stall the next request too.
+					c.endpointFailed(ep, err)
+				}
+				return nil, "", fmt.Errorf("%s %s: %w", r.method, r.path, ctx.Err())
 			}
-			c.log.Debug("control-plane endpoint unreachable, trying the next", "endpoint", eps[idx], "err", err)
+			c.endpointFailed(ep, err)
 			errs = append(errs, err)
 			continue
 		}
-		c.mu.Lock()
-		// Prefer this endpoint next time, unless the list changed meanwhile.
-		if idx < len(c.endpoints) && c.endpoints[idx] == eps[idx] {
-			c.current = idx
-		}
-		c.mu.Unlock()
+		c.endpointAnswered(ep)
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			defer resp.Body.Close()
-			return nil, decodeStatus(resp)
+			return nil, "", decodeStatus(resp)
 		}
-		return resp, nil
+		return resp, ep, nil
 	}
-	return nil, fmt.Errorf("%s %s: no control-plane endpoint answered: %w", r.method, r.path, errors.Join(errs...))
+	return nil, "", fmt.Errorf("%s %s: no control-plane endpoint answered: %w", r.method, r.path, errors.Join(errs...))
+}
+
+// order returns the endpoints in the order to try them: from the one in
+// use onwards, except that endpoints which failed in the last
+// failedEndpointCooldown come after all the others (oldest failure first),
+// so a request does not wait on a dead host another request or a broken
+// watch has just found.
+func (c *Client) order() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.endpoints)
+	now := time.Now()
+	var good, bad []string
+	for i := range n {
+		ep := c.endpoints[(c.current+i)%n]
+		if t, ok := c.failed[ep]; ok && now.Sub(t) < failedEndpointCooldown {
+			bad = append(bad, ep)
+			continue
+		}
+		good = append(good, ep)
+	}
+	sort.SliceStable(bad, func(i, j int) bool { return c.failed[bad[i]].Before(c.failed[bad[j]]) })
+	return append(good, bad...)
+}
+
+// endpointFailed records that ep could not be reached or lost a stream:
+// it is tried last for a while, and the client moves on from it.
+func (c *Client) endpointFailed(ep string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failed[ep] = time.Now()
+	n := len(c.endpoints)
+	if n > 1 && c.endpoints[c.current] == ep {
+		c.current = (c.current + 1) % n
+	}
+	c.log.Debug("control-plane endpoint failed; trying the others first", "endpoint", ep, "err", err)
+}
+
+// endpointAnswered prefers ep from now on, unless it left the list.
+func (c *Client) endpointAnswered(ep string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.failed, ep)
+	for i, e := range c.endpoints {
+		if e == ep {
+			c.current = i
+		}
+	}
 }
 
 // do performs r with the request timeout and decodes a JSON answer into
@@ -282,7 +385,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 func (c *Client) do(ctx context.Context, r request, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := c.send(ctx, r)
+	resp, _, err := c.send(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -297,16 +400,12 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 	return nil
 }
 
-// stream performs r and returns the open response body; the request
-// timeout bounds only the wait for the response to begin, and the body
-// lives until ctx ends or the caller closes it.
-func (c *Client) stream(ctx context.Context, r request) (io.ReadCloser, error) {
+// stream performs r and returns the open response and the endpoint that
+// gave it; the request timeout bounds only the wait for the response to
+// begin, and the body lives until ctx ends or the caller closes it.
+func (c *Client) stream(ctx context.Context, r request) (*http.Response, string, error) {
 	r.stream = true
-	resp, err := c.send(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.send(ctx, r)
 }
 
 // decodeStatus turns a failed response into an *api.Status: the JSON body

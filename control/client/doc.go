@@ -25,6 +25,16 @@
 // background) replaces the list with the one the control plane publishes,
 // so long-lived clients follow control-plane hosts as they change.
 //
+// A control-plane host that loses power sends nothing, not even a FIN, so
+// the client checks for dead connections itself: an HTTP/2 PING after 5 s
+// of silence, unanswered for 5 s, closes the connection and fails every
+// request and watch on it ([WithConnectionCheck]); a watch that hears
+// nothing, not even a bookmark, for [WatchIdleIntervals] of the bookmark
+// intervals the server advertises ends as well. An endpoint that failed
+// that way, or could not be reached, is tried after all the others for
+// 30 s, so the retry goes to a live host instead of waiting on the dead
+// one again.
+//
 // [Informer] keeps an indexed in-memory copy of one kind, fed by a list and
 // then a watch that resumes from the last revision and lists again when
 // etcd has compacted it; controllers and the node agent build on it.

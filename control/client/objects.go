@@ -7,11 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/berth-io/berth/control/api"
 )
@@ -188,31 +192,73 @@ type Watcher interface {
 }
 
 // Watch opens a stream of changes to objects of one kind.
+//
+// A stream that delivers nothing, not even a BOOKMARK, for
+// [WatchIdleIntervals] times the bookmark interval the server advertises
+// (api.HeaderBookmarkInterval; 90 s when a server does not say) is taken
+// for dead: it ends with an error, and the endpoint that served it is
+// tried last by the client's next requests, so the caller (an [Informer])
+// watches again from its last revision on another control-plane host.
 func (c *Client) Watch(ctx context.Context, ki api.KindInfo, opts WatchOptions) (Watcher, error) {
 	q := ListOptions{Namespace: opts.Namespace, Labels: opts.Labels, NodeName: opts.NodeName}.query()
 	q.Set(api.QueryWatch, "true")
 	q.Set(api.QueryResourceVersion, strconv.FormatInt(opts.ResourceVersion, 10))
 	wctx, cancel := context.WithCancel(ctx)
-	body, err := c.stream(wctx, request{method: http.MethodGet, path: api.CollectionPath(ki, opts.Namespace), query: q})
+	resp, ep, err := c.stream(wctx, request{method: http.MethodGet, path: api.CollectionPath(ki, opts.Namespace), query: q})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("watch %s: %w", ki.Resource, err)
 	}
-	w := &watcher{ki: ki, body: body, cancel: cancel, ctx: wctx, events: make(chan Event)}
+	w := &watcher{
+		c: c, ki: ki, endpoint: ep, body: resp.Body, cancel: cancel, ctx: wctx, events: make(chan Event),
+		idle: watchIdleTimeout(resp.Header.Get(api.HeaderBookmarkInterval)),
+	}
 	go w.run()
 	return w, nil
 }
 
-type watcher struct {
-	ki     api.KindInfo
-	body   io.ReadCloser
-	ctx    context.Context
-	cancel context.CancelFunc
-	events chan Event
+// WatchIdleIntervals is how many bookmark intervals a watch may stay
+// silent before the client takes it for dead. Three tolerate a late
+// bookmark or two on a loaded server without waiting long on a dead one.
+const WatchIdleIntervals = 3
 
-	mu   sync.Mutex
-	err  error
-	once sync.Once
+// Bounds of a watch's idle timeout.
+const (
+	// minWatchIdle keeps a server with a very short bookmark interval (a
+	// test's) from making watches fail on every scheduling hiccup.
+	minWatchIdle = time.Second
+	// legacyWatchIdle applies to servers that do not advertise their
+	// interval: they sent a bookmark every 30 s.
+	legacyWatchIdle = WatchIdleIntervals * 30 * time.Second
+)
+
+// watchIdleTimeout turns the advertised bookmark interval (seconds) into
+// how long a watch may stay silent.
+func watchIdleTimeout(header string) time.Duration {
+	secs, err := strconv.ParseFloat(strings.TrimSpace(header), 64)
+	if err != nil || secs <= 0 || math.IsInf(secs, 0) || math.IsNaN(secs) {
+		return legacyWatchIdle
+	}
+	// Cap before converting so an absurd header cannot overflow.
+	interval := time.Duration(min(secs, 24*3600) * float64(time.Second))
+	return max(WatchIdleIntervals*interval, minWatchIdle)
+}
+
+type watcher struct {
+	c        *Client
+	ki       api.KindInfo
+	endpoint string
+	body     io.ReadCloser
+	ctx      context.Context
+	cancel   context.CancelFunc
+	events   chan Event
+	idle     time.Duration
+
+	mu        sync.Mutex
+	err       error
+	once      sync.Once
+	closeOnce sync.Once
+	idleFired atomic.Bool
 }
 
 // Events implements Watcher.
@@ -229,9 +275,11 @@ func (w *watcher) Err() error {
 func (w *watcher) Stop() {
 	w.once.Do(func() {
 		w.cancel()
-		w.body.Close()
+		w.closeBody()
 	})
 }
+
+func (w *watcher) closeBody() { w.closeOnce.Do(func() { w.body.Close() }) }
 
 func (w *watcher) fail(err error) {
 	w.mu.Lock()
@@ -244,15 +292,43 @@ func (w *watcher) fail(err error) {
 func (w *watcher) run() {
 	defer close(w.events)
 	defer w.Stop()
+	// The idle timer runs while the stream is read and stops while an
+	// event waits for the consumer, so a slow consumer is not mistaken
+	// for a dead server.
+	idle := time.AfterFunc(w.idle, func() {
+		w.idleFired.Store(true)
+		w.closeBody()
+	})
+	defer idle.Stop()
+	apiErr := false
+	defer func() {
+		// A stream that broke, went silent or was ended by the server
+		// (it is stopping, or lost its store) points at a host in
+		// trouble: the client tries the others first. An API error (Gone)
+		// is a healthy server's answer.
+		if w.ctx.Err() == nil && !apiErr {
+			why := w.Err()
+			if why == nil {
+				why = fmt.Errorf("watch %s: the server ended the stream", w.ki.Resource)
+			}
+			w.c.endpointFailed(w.endpoint, why)
+		}
+	}()
 	sc := bufio.NewScanner(w.body)
 	sc.Buffer(make([]byte, 64*1024), 64*1024*1024)
 	for sc.Scan() {
+		if !idle.Stop() {
+			break // fired while the line was read: the body is closed
+		}
 		line := sc.Bytes()
 		if len(line) == 0 {
+			idle.Reset(w.idle)
 			continue
 		}
 		ev, err := decodeEvent(w.ki, line)
 		if err != nil {
+			var st *api.Status
+			apiErr = errors.As(err, &st)
 			w.fail(fmt.Errorf("watch %s: %w", w.ki.Resource, err))
 			return
 		}
@@ -261,9 +337,14 @@ func (w *watcher) run() {
 		case <-w.ctx.Done():
 			return
 		}
+		idle.Reset(w.idle)
+	}
+	if w.idleFired.Load() {
+		w.fail(fmt.Errorf("watch %s: nothing, not even a bookmark, for %s from %s: the stream is presumed dead", w.ki.Resource, w.idle, w.endpoint))
+		return
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
-		w.fail(fmt.Errorf("watch %s: read stream: %w", w.ki.Resource, err))
+		w.fail(fmt.Errorf("watch %s: read stream from %s: %w", w.ki.Resource, w.endpoint, err))
 	}
 }
 

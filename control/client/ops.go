@@ -62,11 +62,11 @@ func (c *Client) Logs(ctx context.Context, ns, pod string, opts LogOptions) (io.
 	if opts.TailLines > 0 {
 		q.Set(api.QueryTailLines, strconv.FormatInt(opts.TailLines, 10))
 	}
-	rc, err := c.stream(ctx, request{method: http.MethodGet, path: api.ObjectPath(podKind(), ns, pod) + "/log", query: q})
+	resp, _, err := c.stream(ctx, request{method: http.MethodGet, path: api.ObjectPath(podKind(), ns, pod) + "/log", query: q})
 	if err != nil {
 		return nil, fmt.Errorf("logs of pod %s/%s: %w", ns, pod, err)
 	}
-	return rc, nil
+	return resp.Body, nil
 }
 
 // CreateJoinToken mints a short-lived join token (admin only). The secret
@@ -214,12 +214,12 @@ func (c *Client) RemoveMember(ctx context.Context, id string) error {
 // Snapshot streams an etcd snapshot into w (admin only) and returns its
 // size. Take one before every control-plane upgrade.
 func (c *Client) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
-	rc, err := c.stream(ctx, request{method: http.MethodGet, path: "/" + api.Version + "/snapshot"})
+	resp, _, err := c.stream(ctx, request{method: http.MethodGet, path: "/" + api.Version + "/snapshot"})
 	if err != nil {
 		return 0, fmt.Errorf("snapshot: %w", err)
 	}
-	defer rc.Close()
-	n, err := io.Copy(w, rc)
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
 	if err != nil {
 		return n, fmt.Errorf("snapshot: copy after %d bytes: %w", n, err)
 	}

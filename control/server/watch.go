@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/berth-io/berth/control/api"
@@ -22,7 +23,8 @@ type bookmarkObject struct {
 
 // handleWatch streams newline-delimited api.WatchEvents: every change after
 // ?resourceVersion=N (after the current revision when N is 0), a BOOKMARK
-// every bookmark interval carrying the revision to resume from, and an
+// every bookmark interval carrying the revision to resume from (the
+// interval is advertised in the api.HeaderBookmarkInterval header), and an
 // ERROR event (reason Gone after compaction) before the stream ends. The
 // stream ends when the client goes, the server stops or the store's watch
 // breaks.
@@ -64,6 +66,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, rt objectRo
 	_ = rc.SetReadDeadline(time.Time{}) // a watch outlives the read timeout
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set(api.HeaderBookmarkInterval, strconv.FormatFloat(s.bookmarkInterval.Seconds(), 'f', -1, 64))
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriter(w)
 	send := func(ev api.WatchEvent) error {

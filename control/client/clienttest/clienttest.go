@@ -53,6 +53,11 @@ type Server struct {
 	hooks     []Hook
 	uid       int
 	seq       int64
+	// bookmarkEvery, when set, is advertised on watches and a BOOKMARK is
+	// sent that often, as the real server does.
+	bookmarkEvery time.Duration
+	// silent watches send nothing at all once their headers are out.
+	silent bool
 }
 
 type entry struct {
@@ -98,6 +103,7 @@ func NewServer() (*Server, error) {
 		rv:       1,
 	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.EnableHTTP2 = true // as the real server: one connection, many streams
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
 	s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{srvTLS}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven}
@@ -180,6 +186,26 @@ func (s *Server) Bookmark() {
 	defer s.mu.Unlock()
 	s.seq++
 	s.history = append(s.history, entry{seq: s.seq, rv: s.rv, typ: api.Bookmark})
+	s.notify()
+}
+
+// SetBookmarkInterval makes watches opened from now on advertise d in the
+// api.HeaderBookmarkInterval header and carry a BOOKMARK every d, as the
+// real server does; 0 (the default) sends neither.
+func (s *Server) SetBookmarkInterval(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bookmarkEvery = d
+}
+
+// SilenceWatches makes watches go silent (no events, no bookmarks) while
+// their connection stays healthy, as a server whose watch machinery hangs:
+// watches opened from now on send their headers and nothing else, and open
+// ones fall silent at their next change. It cannot be undone.
+func (s *Server) SilenceWatches() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silent = true
 	s.notify()
 }
 
@@ -602,8 +628,16 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, rt route) {
 	if from == 0 {
 		from = s.rv
 	}
+	every := s.bookmarkEvery
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	var tick <-chan time.Time
+	if every > 0 {
+		w.Header().Set(api.HeaderBookmarkInterval, strconv.FormatFloat(every.Seconds(), 'f', -1, 64))
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
 	if fl != nil {
@@ -623,8 +657,14 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, rt route) {
 	// Entries are consumed by sequence number; a watch whose next entry
 	// was compacted away ends with Gone.
 	var next int64 = -1
+	last := from // the revision a periodic bookmark may resume from
 	for {
 		s.mu.Lock()
+		if s.silent {
+			s.mu.Unlock()
+			<-r.Context().Done()
+			return
+		}
 		if next < 0 {
 			if from < s.compacted {
 				s.mu.Unlock()
@@ -654,6 +694,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, rt route) {
 		ch := s.changed
 		s.mu.Unlock()
 		for _, e := range batch {
+			last = max(last, e.rv)
 			if e.typ == api.Bookmark {
 				if !send(api.Bookmark, map[string]any{"metadata": map[string]int64{"resourceVersion": e.rv}}) {
 					return
@@ -671,6 +712,13 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, rt route) {
 		case <-r.Context().Done():
 			return
 		case <-ch:
+		case <-tick:
+			s.mu.Lock()
+			silent := s.silent
+			s.mu.Unlock()
+			if !silent && !send(api.Bookmark, map[string]any{"metadata": map[string]int64{"resourceVersion": last}}) {
+				return
+			}
 		}
 	}
 }
