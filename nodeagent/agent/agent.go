@@ -158,6 +158,7 @@ type Agent struct {
 	nodeWake      chan struct{}
 	gateWake      chan struct{} // closed and replaced when endpoints or nodes change
 	gateMu        sync.Mutex
+	heard         *nodeLiveness // when each node's heartbeat last reached us
 	runtimeHealth atomic.Bool
 
 	handlerOnce sync.Once
@@ -189,6 +190,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 		servicesWake: make(chan struct{}, 1),
 		nodeWake:     make(chan struct{}, 1),
 		gateWake:     make(chan struct{}),
+		heard:        newNodeLiveness(),
 	}
 	a.runtimeHealth.Store(true)
 	return a, nil
@@ -241,6 +243,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		OnDelete: func(api.Object) { a.servicesChanged() },
 	}
 	a.nodes.AddHandler(changed)
+	a.nodes.AddHandler(client.Handler{
+		OnAdd:    func(o api.Object) { a.heard.observe(o.(*api.Node), a.now()) },
+		OnUpdate: func(_, o api.Object) { a.heard.observe(o.(*api.Node), a.now()) },
+		OnDelete: func(o api.Object) { a.heard.forget(o.(*api.Node).Metadata.Name) },
+	})
 	a.services.AddHandler(changed)
 	a.endpoints.AddHandler(changed)
 	a.pods.AddHandler(client.Handler{

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
@@ -31,6 +32,7 @@ type harness struct {
 	net   *fakeNetwork
 	proxy *fakeProxy
 	cfg   Config
+	log   *slog.Logger // the agent's logger; nil discards
 
 	cancel context.CancelFunc
 	done   chan error
@@ -78,7 +80,7 @@ func (h *harness) start() *Agent {
 		NewServices:   func(context.Context, netip.Prefix, Network) (ServiceProxy, error) { return h.proxy, nil },
 		Host:          HostInfo{CPUs: 2, MemoryBytes: 4 << 30, KernelVersion: "6.1.0-test", Architecture: "amd64"},
 		AgentEndpoint: "https://198.18.1.11:10250",
-	}, nil)
+	}, h.log)
 	if err != nil {
 		h.t.Fatal(err)
 	}

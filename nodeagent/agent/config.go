@@ -117,6 +117,12 @@ type Config struct {
 	// for every Ready node to have removed it from its service rules, so
 	// a dead node cannot stall deletion. Default 10s.
 	StopGateTimeout Duration `json:"stopGateTimeout,omitempty"`
+	// StopGateNodeGrace is how long another node may go without a new
+	// heartbeat reaching this agent before the stop gate stops waiting for
+	// it: a node that lost power cannot route to the pod, and waiting for
+	// it would cost every pod stop the whole StopGateTimeout until the
+	// control plane marks it NotReady. Default 3 × HeartbeatInterval.
+	StopGateNodeGrace Duration `json:"stopGateNodeGrace,omitempty"`
 	// CertificateCheckInterval is how often certificates are checked for
 	// renewal. Default 1h.
 	CertificateCheckInterval Duration `json:"certificateCheckInterval,omitempty"`

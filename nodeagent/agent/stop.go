@@ -115,15 +115,26 @@ func (w *podWorker) terminate(ctx context.Context, pod *api.Pod) bool {
 // waitRulesGate waits, at most StopGateTimeout, until no Endpoints object of
 // namespace lists ip and every Ready node reports service rules at least as
 // new as those Endpoints, so no node routes new connections to a stopping
-// pod.
+// pod. A Ready node whose heartbeats have stopped reaching this agent for
+// StopGateNodeGrace (it lost power, or its agent died) is not waited for:
+// it cannot route, and it would hold every pod stop for the whole timeout
+// until the control plane marks it NotReady. Each node given up is logged.
 func (a *Agent) waitRulesGate(ctx context.Context, namespace, ip string) {
 	limit := a.cfg.StopGateTimeout.or(DefaultStopGateTimeout)
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	start := time.Now()
+	gaveUp := map[string]bool{}
 	for {
 		changed := a.gateChanged()
-		ok, why := a.gateOpen(a.currentEndpoints(ctx, namespace), ip)
+		ok, why, silent := a.gateOpen(a.currentEndpoints(ctx, namespace), ip)
+		for _, s := range silent {
+			if !gaveUp[s.name] {
+				gaveUp[s.name] = true
+				a.log.Warn("stop gate: not waiting for a node that has gone silent", "ip", ip, "node", s.name,
+					"silentFor", s.silentFor.Round(time.Second), "grace", a.nodeGrace())
+			}
+		}
 		if ok {
 			a.log.Debug("stop gate open", "ip", ip, "waited", time.Since(start))
 			return
@@ -162,23 +173,31 @@ func (a *Agent) currentEndpoints(ctx context.Context, namespace string) []*api.E
 	return out
 }
 
+// silentNode is a Ready node the stop gate did not wait for.
+type silentNode struct {
+	name      string
+	silentFor time.Duration
+}
+
 // gateOpen reports whether a pod with ip may be sent SIGTERM, or why not,
-// given its namespace's current Endpoints.
-func (a *Agent) gateOpen(endpoints []*api.Endpoints, ip string) (bool, string) {
+// given its namespace's current Endpoints; silent lists the nodes that
+// had not caught up but were not waited for, as their heartbeats stopped.
+func (a *Agent) gateOpen(endpoints []*api.Endpoints, ip string) (ok bool, why string, silent []silentNode) {
 	var need int64
 	for _, ep := range endpoints {
 		for _, s := range ep.Subsets {
 			for _, addr := range s.Addresses {
 				if addr.IP == ip {
-					return false, "endpoints " + api.Key(ep) + " still list the pod"
+					return false, "endpoints " + api.Key(ep) + " still list the pod", nil
 				}
 			}
 		}
 		need = max(need, ep.Metadata.ResourceVersion)
 	}
 	if need == 0 {
-		return true, ""
+		return true, "", nil
 	}
+	now, grace := a.now(), a.nodeGrace()
 	for _, o := range a.nodes.List() {
 		n := o.(*api.Node)
 		if !api.IsNodeReady(n) {
@@ -188,9 +207,85 @@ func (a *Agent) gateOpen(endpoints []*api.Endpoints, ip string) (bool, string) {
 		if n.Metadata.Name == a.cfg.NodeName {
 			have = max(have, a.rulesRevision.Load())
 		}
-		if have < need {
-			return false, "node " + n.Metadata.Name + " has not programmed the change yet"
+		if have >= need {
+			continue
 		}
+		if n.Metadata.Name != a.cfg.NodeName {
+			if d, gone := a.heard.silent(n.Metadata.Name, a.cfg.NodeName, now, grace); gone {
+				silent = append(silent, silentNode{name: n.Metadata.Name, silentFor: d})
+				continue
+			}
+		}
+		return false, "node " + n.Metadata.Name + " has not programmed the change yet", silent
 	}
-	return true, ""
+	return true, "", silent
+}
+
+// nodeGrace is how long a node may stay unheard before the stop gate stops
+// waiting for it.
+func (a *Agent) nodeGrace() time.Duration {
+	return a.cfg.StopGateNodeGrace.or(3 * a.cfg.HeartbeatInterval.or(DefaultHeartbeat))
+}
+
+// nodeLiveness remembers, on this agent's own clock, when each node's
+// heartbeat last reached it through the Node informer (clocks of other
+// hosts are never compared). Its verdicts are trusted only while this
+// node's own heartbeats come back through the same informer: if the
+// informer itself is stale, every node would look silent, and then none
+// is declared so.
+type nodeLiveness struct {
+	mu    sync.Mutex
+	heard map[string]heartbeatSeen
+}
+
+// heartbeatSeen is a node's last heartbeat time as it reported it, and
+// when this agent first saw that value.
+type heartbeatSeen struct {
+	reported time.Time
+	at       time.Time
+}
+
+func newNodeLiveness() *nodeLiveness {
+	return &nodeLiveness{heard: map[string]heartbeatSeen{}}
+}
+
+// observe records n as cached at now: a node seen for the first time, or
+// with a new heartbeat, was heard from now.
+func (l *nodeLiveness) observe(n *api.Node, now time.Time) {
+	var reported time.Time
+	if n.Status.LastHeartbeatTime != nil {
+		reported = *n.Status.LastHeartbeatTime
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	prev, ok := l.heard[n.Metadata.Name]
+	if ok && prev.reported.Equal(reported) {
+		return
+	}
+	l.heard[n.Metadata.Name] = heartbeatSeen{reported: reported, at: now}
+}
+
+// forget drops a deleted node.
+func (l *nodeLiveness) forget(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.heard, name)
+}
+
+// silent reports how long node has not been heard from and whether that
+// exceeds grace, given that self (this agent's node) was heard from
+// within grace, which shows the informer is current.
+func (l *nodeLiveness) silent(node, self string, now time.Time, grace time.Duration) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	me, ok := l.heard[self]
+	if !ok || now.Sub(me.at) > grace {
+		return 0, false
+	}
+	seen, ok := l.heard[node]
+	if !ok {
+		return 0, false
+	}
+	d := now.Sub(seen.at)
+	return d, d > grace
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -29,7 +30,9 @@ func (s *stopWitness) StopContainer(ctx context.Context, id string, grace time.D
 }
 
 func TestGracefulStopWaitsForEveryNodesRulesBeforeSIGTERM(t *testing.T) {
-	h := newHarness(t, nil) // the gate's bound is an hour: only the rules may open it
+	// The gate's bound is an hour, and node-b (which never heartbeats
+	// here) counts as alive for an hour: only the rules may open it.
+	h := newHarness(t, func(c *Config) { c.StopGateNodeGrace = Duration(time.Hour) })
 	ctx := h.ctx()
 	other := &api.Node{Metadata: api.ObjectMeta{Name: "node-b"}, Spec: api.NodeSpec{PodCIDR: "10.244.2.0/24"}}
 	if err := h.admin.Create(ctx, other); err != nil {
@@ -109,6 +112,125 @@ func TestGracefulStopWaitsForEveryNodesRulesBeforeSIGTERM(t *testing.T) {
 	}
 	if n.Status.ServiceRulesRevision < ep.Metadata.ResourceVersion {
 		t.Fatalf("node reports rules revision %d, endpoints are at %d", n.Status.ServiceRulesRevision, ep.Metadata.ResourceVersion)
+	}
+}
+
+// A Ready node whose heartbeats stopped (it lost power; the control plane
+// has not marked it NotReady yet) must not hold the gate: it cannot route
+// to the pod. The gate opens once the node has been silent for the grace,
+// long before its timeout, and says which node it did not wait for.
+func TestGracefulStopDoesNotWaitForASilentNode(t *testing.T) {
+	const grace = 500 * time.Millisecond
+	h := newHarness(t, func(c *Config) { c.StopGateNodeGrace = Duration(grace) })
+	logs := &lockedBuffer{}
+	h.log = slog.New(slog.NewTextHandler(logs, nil))
+	ctx := h.ctx()
+	now := time.Now()
+	silent := &api.Node{Metadata: api.ObjectMeta{Name: "node-silent"}, Spec: api.NodeSpec{PodCIDR: "10.244.2.0/24"}}
+	if err := h.admin.Create(ctx, silent); err != nil {
+		t.Fatal(err)
+	}
+	silent.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+	silent.Status.LastHeartbeatTime = &now
+	if err := h.admin.UpdateStatus(ctx, silent); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.createPod("web-1", nil)
+	p := h.waitPod("web-1", "became Ready", api.IsPodReady)
+	ep := &api.Endpoints{Metadata: api.ObjectMeta{Namespace: "default", Name: "web"},
+		Subsets: []api.EndpointSubset{{Addresses: []api.EndpointAddress{{IP: p.Status.PodIP}}}}}
+	if err := h.admin.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.admin.Delete(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	h.waitPod("web-1", "was reported not Ready", func(p *api.Pod) bool { return !api.IsPodReady(p) })
+	ep.Subsets[0].NotReadyAddresses, ep.Subsets[0].Addresses = ep.Subsets[0].Addresses, nil
+	if err := h.admin.Update(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	h.wait("finalised the deletion", func() bool { return h.pod("web-1") == nil })
+	// The gate's timeout is an hour: only giving up on the silent node
+	// can have opened it.
+	if took := time.Since(began); took > 30*time.Second {
+		t.Fatalf("the deletion took %s", took)
+	}
+	if !strings.Contains(logs.String(), "node=node-silent") || !strings.Contains(logs.String(), "not waiting for a node that has gone silent") {
+		t.Fatalf("the agent did not say which node it gave up on:\n%s", logs.String())
+	}
+	if len(h.fake.Stops()) != 1 {
+		t.Fatalf("stops = %+v, want one", h.fake.Stops())
+	}
+}
+
+// The gate judges silence on the agent's own clock, by when a node's
+// heartbeats last reached it, and only while its own heartbeats come back
+// through the same informer: a stale informer makes every node look
+// silent, and then it must keep waiting.
+func TestNodeLivenessJudgesSilenceOnlyWithACurrentInformer(t *testing.T) {
+	const grace = 30 * time.Second
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	hb := func(name string, at time.Time) *api.Node {
+		return &api.Node{Metadata: api.ObjectMeta{Name: name}, Status: api.NodeStatus{LastHeartbeatTime: &at}}
+	}
+	// seen is a heartbeat as the informer delivered it: the node, the
+	// heartbeat time it reported, and when it reached us (offsets of t0).
+	type seen struct {
+		node         string
+		reported, at time.Duration
+	}
+	tests := []struct {
+		name       string
+		seen       []seen
+		now        time.Duration
+		wantSilent bool
+		wantFor    time.Duration
+	}{
+		{
+			name: "other node silent past the grace, ours current",
+			seen: []seen{{"b", 0, 0}, {"self", 40 * time.Second, 40 * time.Second}},
+			now:  45 * time.Second, wantSilent: true, wantFor: 45 * time.Second,
+		},
+		{
+			name: "other node within the grace",
+			seen: []seen{{"b", 20 * time.Second, 20 * time.Second}, {"self", 40 * time.Second, 40 * time.Second}},
+			now:  45 * time.Second, wantFor: 25 * time.Second,
+		},
+		{
+			name: "our own heartbeats stopped coming back: the informer may be stale",
+			seen: []seen{{"b", 0, 0}, {"self", 0, 0}},
+			now:  45 * time.Second,
+		},
+		{
+			name: "a repeated heartbeat value is not news",
+			seen: []seen{{"b", 0, 0}, {"b", 0, 20 * time.Second}, {"self", 40 * time.Second, 40 * time.Second}},
+			now:  45 * time.Second, wantSilent: true, wantFor: 45 * time.Second,
+		},
+		{
+			name: "a node's clock is never compared with ours",
+			seen: []seen{{"b", -time.Hour, 0}, {"b", -time.Hour + 10*time.Second, 40 * time.Second}, {"self", 40 * time.Second, 40 * time.Second}},
+			now:  45 * time.Second, wantFor: 5 * time.Second,
+		},
+		{
+			name: "a node never seen is not declared silent",
+			seen: []seen{{"self", 40 * time.Second, 40 * time.Second}},
+			now:  45 * time.Second,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newNodeLiveness()
+			for _, s := range tt.seen {
+				l.observe(hb(s.node, t0.Add(s.reported)), t0.Add(s.at))
+			}
+			d, silent := l.silent("b", "self", t0.Add(tt.now), grace)
+			if silent != tt.wantSilent || d != tt.wantFor {
+				t.Errorf("silent = %v after %s, want %v after %s", silent, d, tt.wantSilent, tt.wantFor)
+			}
+		})
 	}
 }
 
