@@ -283,7 +283,7 @@ func (c *Controller) syncOnce(ctx context.Context, key string) error {
 	out := decideState(stateInput{
 		prev: st, generation: d.Metadata.Generation, paused: d.Spec.Paused, desired: desired.Number,
 		complete: complete, now: now, deadline: deadline,
-		progressed: plan.Actions() > 0 || counts.NewTotal > st.UpdatedReplicas || available > st.AvailableReplicas,
+		progressed: madeProgress(st, counts, plan, available),
 	})
 
 	ns2 := api.DeploymentStatus{

@@ -72,3 +72,16 @@ func decideState(in stateInput) stateOutput {
 	}
 	return out
 }
+
+// madeProgress says whether this step moves the rollout forward, as
+// Kubernetes counts it: more pods of the desired revision than ever
+// before (prev.UpdatedReplicas), old pods or excess new ones removed, or
+// more pods available. Replacing pods of the desired revision that
+// finished or were lost is not progress: a revision whose pods keep
+// failing that way must still reach its deadline rather than roll on
+// forever.
+func madeProgress(prev api.DeploymentStatus, counts Counts, plan Plan, available int32) bool {
+	return counts.NewTotal+plan.CreateNew > prev.UpdatedReplicas ||
+		plan.DeleteOldAvailable+plan.DeleteOldUnavailable+plan.DeleteNew > 0 ||
+		available > prev.AvailableReplicas
+}

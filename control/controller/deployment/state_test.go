@@ -62,3 +62,31 @@ func TestDecideState(t *testing.T) {
 		})
 	}
 }
+
+func TestOnlyForwardStepsCountAsProgress(t *testing.T) {
+	prev := api.DeploymentStatus{UpdatedReplicas: 2, AvailableReplicas: 3}
+	tests := []struct {
+		name      string
+		counts    Counts
+		plan      Plan
+		available int32
+		want      bool
+	}{
+		{"nothing happens", Counts{NewTotal: 2}, Plan{}, 3, false},
+		{"a new pod beyond the previous count", Counts{NewTotal: 2}, Plan{CreateNew: 1}, 3, true},
+		{"new pods counted beyond the previous count", Counts{NewTotal: 3}, Plan{}, 3, true},
+		{"an old pod removed", Counts{NewTotal: 2}, Plan{DeleteOldAvailable: 1}, 3, true},
+		{"an unavailable old pod removed", Counts{NewTotal: 2}, Plan{DeleteOldUnavailable: 1}, 3, true},
+		{"excess new pods removed", Counts{NewTotal: 2}, Plan{DeleteNew: 1}, 3, true},
+		{"one more pod available", Counts{NewTotal: 2}, Plan{}, 4, true},
+		{"a finished new pod replaced", Counts{NewTotal: 1}, Plan{CreateNew: 1}, 3, false},
+		{"fewer available", Counts{NewTotal: 2}, Plan{}, 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := madeProgress(prev, tt.counts, tt.plan, tt.available); got != tt.want {
+				t.Errorf("madeProgress = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
