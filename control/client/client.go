@@ -66,6 +66,9 @@ type Client struct {
 	// failed holds when each endpoint last failed; such endpoints go last
 	// for failedEndpointCooldown.
 	failed map[string]time.Time
+	// fallback endpoints are tried when none of endpoints answers; a sync
+	// never replaces them.
+	fallback []string
 }
 
 // Option changes how New builds a Client.
@@ -77,6 +80,7 @@ type options struct {
 	userAgent   string
 	pingAfter   time.Duration
 	pingTimeout time.Duration
+	fallback    []string
 }
 
 // WithTimeout bounds each request that is not a stream (default 30 s); for
@@ -102,6 +106,16 @@ func WithConnectionCheck(pingAfter, pingTimeout time.Duration) Option {
 	return func(o *options) { o.pingAfter, o.pingTimeout = pingAfter, pingTimeout }
 }
 
+// WithFallbackEndpoints names endpoints to try when none of the client's
+// endpoints answers, after every one of them: for a node agent, the
+// control-plane URLs its host was installed with. [Client.SyncEndpoints]
+// replaces the endpoints with the published list but keeps these, so a
+// client whose every known control-plane host went away between two syncs
+// (a cluster moving to other hosts) still finds the control plane.
+func WithFallbackEndpoints(eps ...string) Option {
+	return func(o *options) { o.fallback = append(o.fallback, eps...) }
+}
+
 // New makes a Client from cfg. The CA certificate is required (every
 // connection is TLS and verified); the client certificate is optional only
 // for requests that need none.
@@ -122,6 +136,12 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	eps, err := normalizeEndpoints(cfg.Endpoints)
 	if err != nil {
 		return nil, fmt.Errorf("new client: %w", err)
+	}
+	var fallback []string
+	if len(o.fallback) > 0 {
+		if fallback, err = normalizeEndpoints(o.fallback); err != nil {
+			return nil, fmt.Errorf("new client: fallback endpoints: %w", err)
+		}
 	}
 	tlsCfg, err := tlsConfig(cfg)
 	if err != nil {
@@ -156,6 +176,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		userAgent: o.userAgent,
 		endpoints: eps,
 		failed:    map[string]time.Time{},
+		fallback:  fallback,
 	}, nil
 }
 
@@ -218,7 +239,7 @@ func normalizeEndpoints(in []string) ([]string, error) {
 }
 
 // Endpoints returns the endpoints the client currently uses, the one it
-// last reached first.
+// last reached first (fallback endpoints are not among them).
 func (c *Client) Endpoints() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -247,7 +268,7 @@ func (c *Client) SetEndpoints(eps []string) error {
 		}
 	}
 	for ep := range c.failed {
-		if !slices.Contains(norm, ep) {
+		if !slices.Contains(norm, ep) && !slices.Contains(c.fallback, ep) {
 			delete(c.failed, ep)
 		}
 	}
@@ -333,23 +354,30 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, string, e
 }
 
 // order returns the endpoints in the order to try them: from the one in
-// use onwards, except that endpoints which failed in the last
-// failedEndpointCooldown come after all the others (oldest failure first),
-// so a request does not wait on a dead host another request or a broken
-// watch has just found.
+// use onwards, then the fallback endpoints, except that endpoints which
+// failed in the last failedEndpointCooldown come after all the others
+// (oldest failure first), so a request does not wait on a dead host
+// another request or a broken watch has just found.
 func (c *Client) order() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := len(c.endpoints)
 	now := time.Now()
 	var good, bad []string
-	for i := range n {
-		ep := c.endpoints[(c.current+i)%n]
+	add := func(ep string) {
 		if t, ok := c.failed[ep]; ok && now.Sub(t) < failedEndpointCooldown {
 			bad = append(bad, ep)
-			continue
+			return
 		}
 		good = append(good, ep)
+	}
+	for i := range n {
+		add(c.endpoints[(c.current+i)%n])
+	}
+	for _, ep := range c.fallback {
+		if !slices.Contains(c.endpoints, ep) {
+			add(ep)
+		}
 	}
 	sort.SliceStable(bad, func(i, j int) bool { return c.failed[bad[i]].Before(c.failed[bad[j]]) })
 	return append(good, bad...)

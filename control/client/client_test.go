@@ -232,6 +232,43 @@ func TestClientFailsOverOnConnectionErrorsOnly(t *testing.T) {
 	}
 }
 
+// A node agent's known endpoints can all go away between two syncs while
+// a cluster moves to other hosts; the endpoints it was installed with are
+// its way back to the control plane.
+func TestFallbackEndpointsAreTriedWhenNoKnownEndpointAnswers(t *testing.T) {
+	s := newServer(t)
+	ctx := testCtx(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "https://" + l.Addr().String()
+	l.Close()
+	cfg := s.Config()
+	cfg.Endpoints = []string{dead}
+	c, err := client.New(cfg, client.WithFallbackEndpoints(s.URL()), client.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Healthz(ctx); err != nil {
+		t.Fatalf("the fallback endpoint was not tried: %v", err)
+	}
+	if got := c.Endpoints(); len(got) != 1 || got[0] != dead {
+		t.Fatalf("fallback endpoints must not join the list: %v", got)
+	}
+	s.SetControlPlane([]string{s.URL()})
+	if err := c.SyncEndpoints(ctx); err != nil {
+		t.Fatalf("sync through the fallback: %v", err)
+	}
+	if got := c.Endpoints(); len(got) != 1 || got[0] != s.URL() {
+		t.Fatalf("endpoints after the sync = %v, want the published %s", got, s.URL())
+	}
+	if _, err := client.New(cfg, client.WithFallbackEndpoints("http://plain:80")); err == nil {
+		t.Fatal("a fallback endpoint that is not https:// was accepted")
+	}
+}
+
 func TestSyncEndpointsFollowsThePublishedList(t *testing.T) {
 	a, b := newServer(t), newServer(t)
 	ctx := testCtx(t)

@@ -33,7 +33,8 @@
 // intervals the server advertises ends as well. An endpoint that failed
 // that way, or could not be reached, is tried after all the others for
 // 30 s, so the retry goes to a live host instead of waiting on the dead
-// one again.
+// one again; [WithFallbackEndpoints] names endpoints to try when none of
+// the list answers (a node agent's install-time ones).
 //
 // [Informer] keeps an indexed in-memory copy of one kind, fed by a list and
 // then a watch that resumes from the last revision and lists again when

@@ -36,21 +36,25 @@ func TestWatchIdleTimeoutFollowsTheAdvertisedInterval(t *testing.T) {
 func TestEndpointOrderPutsRecentFailuresLast(t *testing.T) {
 	a, b, c := "https://a:6443", "https://b:6443", "https://c:6443"
 	long := time.Now().Add(-2 * failedEndpointCooldown)
+	f := "https://f:6443"
 	tests := []struct {
-		name    string
-		current int
-		failed  map[string]time.Time
-		want    []string
+		name     string
+		current  int
+		failed   map[string]time.Time
+		fallback []string
+		want     []string
 	}{
-		{"no failures: from the one in use", 1, nil, []string{b, c, a}},
-		{"a recent failure goes last", 0, map[string]time.Time{a: time.Now()}, []string{b, c, a}},
-		{"older failures first among the failed", 0, map[string]time.Time{a: time.Now(), b: time.Now().Add(-time.Second)}, []string{c, b, a}},
-		{"a failure past the cooldown is forgiven", 0, map[string]time.Time{a: long}, []string{a, b, c}},
-		{"all failed: still tried, oldest first", 2, map[string]time.Time{a: time.Now().Add(-3 * time.Second), b: time.Now().Add(-2 * time.Second), c: time.Now()}, []string{a, b, c}},
+		{"no failures: from the one in use", 1, nil, nil, []string{b, c, a}},
+		{"a recent failure goes last", 0, map[string]time.Time{a: time.Now()}, nil, []string{b, c, a}},
+		{"older failures first among the failed", 0, map[string]time.Time{a: time.Now(), b: time.Now().Add(-time.Second)}, nil, []string{c, b, a}},
+		{"a failure past the cooldown is forgiven", 0, map[string]time.Time{a: long}, nil, []string{a, b, c}},
+		{"all failed: still tried, oldest first", 2, map[string]time.Time{a: time.Now().Add(-3 * time.Second), b: time.Now().Add(-2 * time.Second), c: time.Now()}, nil, []string{a, b, c}},
+		{"fallbacks after the list", 1, nil, []string{f, a}, []string{b, c, a, f}},
+		{"fallbacks before failed endpoints", 0, map[string]time.Time{a: time.Now(), b: time.Now(), c: time.Now()}, []string{f}, []string{f, a, b, c}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cl := &Client{endpoints: []string{a, b, c}, current: tt.current, failed: map[string]time.Time{}}
+			cl := &Client{endpoints: []string{a, b, c}, current: tt.current, failed: map[string]time.Time{}, fallback: tt.fallback}
 			for ep, at := range tt.failed {
 				cl.failed[ep] = at
 			}

@@ -56,7 +56,8 @@ type Config struct {
 	// ControlPlane lists the control plane's HTTPS base URLs known at
 	// install time. After joining, the agent follows the list the control
 	// plane publishes and keeps it in CredentialsDir/endpoints.json, so a
-	// restart after control-plane hosts changed still finds them.
+	// restart after control-plane hosts changed still finds them; these
+	// stay a fallback for when no published endpoint answers.
 	ControlPlane []string `json:"controlPlane"`
 	// CACertFile is the cluster CA certificate (PEM). Required.
 	CACertFile string `json:"caCertFile"`

@@ -84,8 +84,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("agent api listening", "endpoint", endpoint, "version", version.Version)
 
 	for {
+		// The endpoints the host was installed with stay a fallback: the
+		// published list the client follows can go entirely stale between
+		// two syncs while the control plane moves to other hosts (seen
+		// when the local control plane was restarting at the very sync
+		// that dropped it, and every other host left before the next).
 		cli, err := client.New(creds.clientConfig(), client.WithLogger(log.With("component", "client")),
-			client.WithTimeout(cfg.APITimeout.or(DefaultAPITimeout)), client.WithUserAgent("berth-agent/"+version.Version))
+			client.WithTimeout(cfg.APITimeout.or(DefaultAPITimeout)), client.WithUserAgent("berth-agent/"+version.Version),
+			client.WithFallbackEndpoints(cfg.ControlPlane...))
 		if err != nil {
 			return fmt.Errorf("control-plane client: %w", err)
 		}
