@@ -2,8 +2,10 @@ package containerd
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -196,7 +198,19 @@ type taskIO struct {
 	io       cio.IO
 	log      *logFile
 	out, err *lineWriter
-	once     sync.Once // finishing
+	copying  sync.WaitGroup // the two copies, until the shim closes its ends
+	once     sync.Once      // finishing
+}
+
+// copyBufferBytes is each stream's copy buffer: a FIFO hands over at most
+// a pipe's worth at a time, and a node may run hundreds of containers.
+const copyBufferBytes = 8 << 10
+
+// copy moves one stream from its FIFO into the log until the FIFO ends (the
+// shim closed it: the task is gone) or is closed here.
+func (t *taskIO) copy(w *lineWriter, r io.Reader) {
+	defer t.copying.Done()
+	io.CopyBuffer(w, r, make([]byte, copyBufferBytes))
 }
 
 // ioWaitLimit bounds how long an exit waits for the last output to be
@@ -229,15 +243,18 @@ func (r *Runtime) logIO(id, logPath string, made **taskIO) func(*cio.FIFOSet) (c
 		// an agent that stops leaves running tasks writing into them);
 		// finishIO removes them once the task has ended.
 		fifos = cio.NewFIFOSet(fifos.Config, nil)
-		t := &taskIO{log: log, out: &lineWriter{log: log}, err: &lineWriter{log: log}}
-		i, err := cio.NewAttach(cio.WithStreams(nil, t.out, t.err))(fifos)
+		fifos.Stdin = ""
+		d, err := cio.NewDirectIO(context.Background(), fifos)
 		if err != nil {
 			log.Close()
 			return nil, err
 		}
-		t.io = i
+		t := &taskIO{io: d, log: log, out: &lineWriter{log: log}, err: &lineWriter{log: log}}
+		t.copying.Add(2)
+		go t.copy(t.out, d.Stdout)
+		go t.copy(t.err, d.Stderr)
 		*made = t
-		return i, nil
+		return d, nil
 	}
 }
 
@@ -284,7 +301,7 @@ func (r *Runtime) finishIO(id string, t *taskIO) {
 	}
 	t.once.Do(func() {
 		done := make(chan struct{})
-		go func() { t.io.Wait(); close(done) }()
+		go func() { t.copying.Wait(); close(done) }()
 		timer := time.NewTimer(ioWaitLimit)
 		select {
 		case <-done:
@@ -312,6 +329,13 @@ func (r *Runtime) finishIO(id string, t *taskIO) {
 func (t *taskIO) close() {
 	t.io.Cancel()
 	t.io.Close()
+	// Closing the FIFOs ends the copies; let them hand over what they read.
+	stopped := make(chan struct{})
+	go func() { t.copying.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(time.Second):
+	}
 	t.out.Flush()
 	t.err.Flush()
 	t.log.Close()
