@@ -6,7 +6,8 @@
 #   scripts/terraform.sh                 print the binary's path
 #   scripts/terraform.sh install-provider [VERSION]
 #       build the provider into the local filesystem mirror
-#       (.cache/tf-mirror/registry.terraform.io/berth-io/berth/VERSION/linux_amd64/)
+#       (.cache/tf-mirror/registry.terraform.io/berth-io/berth/VERSION/linux_amd64/,
+#       and the same under registry.opentofu.org for OpenTofu)
 #       and write .cache/terraformrc (use it as TF_CLI_CONFIG_FILE, with
 #       CHECKPOINT_DISABLE=1), so `terraform init` needs no network; prints
 #       the CLI config path.
@@ -37,11 +38,16 @@ install_provider() {
 	mkdir -p "$dir"
 	(cd "$root" && CGO_ENABLED=0 go build -ldflags "-X main.version=$version" \
 		-o "$dir/terraform-provider-berth_v$version" ./provider/cmd/terraform-provider-berth) >&2
+	# OpenTofu reads the short source "berth-io/berth" as
+	# registry.opentofu.org/berth-io/berth: the mirror holds both addresses.
+	local tofu_dir="$root/.cache/tf-mirror/registry.opentofu.org/berth-io/berth/$version/${os}_${arch}"
+	mkdir -p "$tofu_dir"
+	ln -f "$dir/terraform-provider-berth_v$version" "$tofu_dir/terraform-provider-berth_v$version"
 	cat >"$root/.cache/terraformrc" <<RC
 provider_installation {
   filesystem_mirror {
     path    = "$root/.cache/tf-mirror"
-    include = ["registry.terraform.io/berth-io/berth"]
+    include = ["registry.terraform.io/berth-io/berth", "registry.opentofu.org/berth-io/berth"]
   }
 }
 disable_checkpoint = true

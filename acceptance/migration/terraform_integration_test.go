@@ -564,11 +564,20 @@ func privateMirror(t *testing.T, root string) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the provider: %v\n%s", err, out)
 	}
+	// OpenTofu reads "berth-io/berth" as registry.opentofu.org/berth-io/berth.
+	tofuBin := filepath.Join(dir, "mirror", "registry.opentofu.org", "berth-io", "berth", version, runtime.GOOS+"_"+runtime.GOARCH,
+		"terraform-provider-berth_v"+version)
+	if err := os.MkdirAll(filepath.Dir(tofuBin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(bin, tofuBin); err != nil {
+		t.Fatal(err)
+	}
 	rc := filepath.Join(dir, "terraformrc")
 	cfg := fmt.Sprintf(`provider_installation {
   filesystem_mirror {
     path    = %q
-    include = ["registry.terraform.io/berth-io/berth"]
+    include = ["registry.terraform.io/berth-io/berth", "registry.opentofu.org/berth-io/berth"]
   }
 }
 disable_checkpoint = true

@@ -91,7 +91,7 @@ func privateMirror(t *testing.T, root, rc string) string {
 		t.Fatalf("copy the provider mirror: %v", err)
 	}
 	private := filepath.Join(dir, "terraformrc")
-	conf := fmt.Sprintf("provider_installation {\n  filesystem_mirror {\n    path    = %q\n    include = [\"registry.terraform.io/berth-io/berth\"]\n  }\n}\ndisable_checkpoint = true\n", mirror)
+	conf := fmt.Sprintf("provider_installation {\n  filesystem_mirror {\n    path    = %q\n    include = [\"registry.terraform.io/berth-io/berth\", \"registry.opentofu.org/berth-io/berth\"]\n  }\n}\ndisable_checkpoint = true\n", mirror)
 	if err := os.WriteFile(private, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -181,11 +181,19 @@ func runTerraform(ctx context.Context, w io.Writer) ([]bench.Figure, error) {
 		"CGO_ENABLED=0"); err != nil {
 		return nil, err
 	}
+	// OpenTofu reads "berth-io/berth" as registry.opentofu.org/berth-io/berth.
+	tofuDir := filepath.Join(mirror, "registry.opentofu.org", "berth-io", "berth", tfProviderVersion, runtime.GOOS+"_"+runtime.GOARCH)
+	if err := os.MkdirAll(tofuDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Link(filepath.Join(provDir, "terraform-provider-berth_v"+tfProviderVersion), filepath.Join(tofuDir, "terraform-provider-berth_v"+tfProviderVersion)); err != nil {
+		return nil, err
+	}
 	rc := filepath.Join(tmp, "terraformrc")
 	if err := os.WriteFile(rc, []byte(fmt.Sprintf(`provider_installation {
   filesystem_mirror {
     path    = %q
-    include = ["registry.terraform.io/berth-io/berth"]
+    include = ["registry.terraform.io/berth-io/berth", "registry.opentofu.org/berth-io/berth"]
   }
 }
 disable_checkpoint = true

@@ -38,19 +38,41 @@ type testCluster struct {
 // badImage marks images whose pods never become ready on simulated nodes.
 const badImage = ":bad"
 
-// accPrereqs skips acceptance tests under -short or without terraform,
-// and points terraform-plugin-testing at the installed binary so nothing
-// is downloaded.
+// terraformBinary is the terraform the acceptance tests run: the one on
+// PATH, else OpenTofu as scripts/terraform.sh builds it (once, into
+// .cache/bin), as the README promises.
+var terraformBinary = sync.OnceValues(func() (string, error) {
+	if tf, err := exec.LookPath("terraform"); err == nil {
+		return tf, nil
+	}
+	out, err := exec.Command(filepath.Join("..", "..", "scripts", "terraform.sh")).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		return "", fmt.Errorf("no terraform on PATH, and scripts/terraform.sh could not build OpenTofu: %w\n%s", err, stderr)
+	}
+	return strings.TrimSpace(string(out)), nil
+})
+
+// accPrereqs skips acceptance tests under -short, and points
+// terraform-plugin-testing at terraformBinary so nothing is downloaded.
 func accPrereqs(t *testing.T) {
 	t.Helper()
 	prereq.Integration(t)
-	prereq.Binary(t, "terraform")
-	tf, err := exec.LookPath("terraform")
+	tf, err := terraformBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("TF_ACC", "1")
 	t.Setenv("TF_ACC_TERRAFORM_PATH", tf)
+	if filepath.Base(tf) == "tofu" {
+		// OpenTofu resolves the configurations' implied provider "berth"
+		// in its own registry's namespace; the test provider must be
+		// served under that address.
+		t.Setenv("TF_ACC_PROVIDER_HOST", "registry.opentofu.org")
+	}
 	t.Setenv("CHECKPOINT_DISABLE", "1")
 	t.Setenv("TF_IN_AUTOMATION", "1")
 	// An empty CLI configuration: no provider installation rules from the

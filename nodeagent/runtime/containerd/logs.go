@@ -225,9 +225,10 @@ func (r *Runtime) fifoDir(id string) string {
 	return filepath.Join(r.cfg.FIFODir, "containers", r.cfg.Namespace, id)
 }
 
-// logIO returns what StartContainer hands to NewTask (attach false) or what
-// adopt hands to Task (attach true): FIFOs in fifoDir(id) whose output is
-// copied into the log at logPath. The IO it made is stored in *made.
+// logIO returns the attach function behind both a new task's IO
+// (newTaskIO) and an adopted task's (adopt hands it to Task): it opens the
+// FIFOs in fifoDir(id) and copies what comes out of them into the log at
+// logPath. The IO it made is stored in *made.
 func (r *Runtime) logIO(id, logPath string, made **taskIO) func(*cio.FIFOSet) (cio.IO, error) {
 	return func(fifos *cio.FIFOSet) (cio.IO, error) {
 		if want := filepath.Join(r.fifoDir(id), "stdout"); fifos.Stdout != want {
