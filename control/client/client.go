@@ -69,6 +69,8 @@ type Client struct {
 	// fallback endpoints are tried when none of endpoints answers; a sync
 	// never replaces them.
 	fallback []string
+	// failWake is closed and replaced whenever an endpoint fails.
+	failWake chan struct{}
 }
 
 // Option changes how New builds a Client.
@@ -177,6 +179,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		endpoints: eps,
 		failed:    map[string]time.Time{},
 		fallback:  fallback,
+		failWake:  make(chan struct{}),
 	}, nil
 }
 
@@ -393,7 +396,20 @@ func (c *Client) endpointFailed(ep string, err error) {
 	if n > 1 && c.endpoints[c.current] == ep {
 		c.current = (c.current + 1) % n
 	}
+	close(c.failWake)
+	c.failWake = make(chan struct{})
 	c.log.Debug("control-plane endpoint failed; trying the others first", "endpoint", ep, "err", err)
+}
+
+// EndpointFailures returns a channel closed the next time a request or a
+// watch finds an endpoint unreachable, silent or broken. A control-plane
+// host going away is when the published endpoint list is most likely to
+// have changed, so long-lived clients sync their endpoints then rather
+// than wait for their next periodic sync ([Client.RunEndpointSync] does).
+func (c *Client) EndpointFailures() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failWake
 }
 
 // endpointAnswered prefers ep from now on, unless it left the list.

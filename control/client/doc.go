@@ -22,8 +22,9 @@
 // ended) returns a wrapped transport error. The client holds a list of
 // endpoints and moves on to the next one on transport errors only, never on
 // API errors; [Client.SyncEndpoints] (or [Client.RunEndpointSync] in the
-// background) replaces the list with the one the control plane publishes,
-// so long-lived clients follow control-plane hosts as they change.
+// background, periodically and soon after any endpoint fails) replaces the
+// list with the one the control plane publishes, so long-lived clients
+// follow control-plane hosts as they change.
 //
 // A control-plane host that loses power sends nothing, not even a FIN, so
 // the client checks for dead connections itself: an HTTP/2 PING after 5 s

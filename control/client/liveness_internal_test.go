@@ -67,7 +67,7 @@ func TestEndpointOrderPutsRecentFailuresLast(t *testing.T) {
 
 func TestEndpointFailureMovesOnAndAnswerComesBack(t *testing.T) {
 	a, b := "https://a:6443", "https://b:6443"
-	cl := &Client{endpoints: []string{a, b}, failed: map[string]time.Time{}, log: slog.New(slog.DiscardHandler)}
+	cl := &Client{endpoints: []string{a, b}, failed: map[string]time.Time{}, log: slog.New(slog.DiscardHandler), failWake: make(chan struct{})}
 	cl.endpointFailed(a, errors.New("connection lost"))
 	if got := cl.Endpoints(); got[0] != b {
 		t.Fatalf("after %s failed the client still uses it first: %v", a, got)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -313,4 +314,96 @@ func TestQuietWatchWithBookmarksStaysOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	nextAdded(t, w, "late", time.Now().Add(10*time.Second))
+}
+
+// A client that follows the published endpoints must not wait for its next
+// periodic sync when a control-plane host fails: the hosts replacing it
+// have to be known before the last host it knows goes too.
+func TestEndpointSyncRunsAtOnceWhenAnEndpointFails(t *testing.T) {
+	a, b, c := newServer(t), newServer(t), newServer(t)
+	for _, s := range []*clienttest.Server{a, b, c} {
+		s.SetControlPlane([]string{a.URL(), b.URL()})
+	}
+	cfg := a.Config()
+	cfg.Endpoints = []string{a.URL(), b.URL()}
+	cl, err := client.New(cfg, client.WithConnectionCheck(200*time.Millisecond, 300*time.Millisecond), client.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := testCtx(t)
+	go cl.RunEndpointSync(ctx, time.Hour) // only failures can trigger a second sync
+	w, err := cl.Watch(ctx, podKindInfo(), client.WatchOptions{Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	// c replaces a: published everywhere, then a goes away.
+	for _, s := range []*clienttest.Server{a, b, c} {
+		s.SetControlPlane([]string{b.URL(), c.URL()})
+	}
+	began := time.Now()
+	a.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(cl.Endpoints(), c.URL()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("endpoints %v 10 s after %s failed: the new host was not learnt", cl.Endpoints(), a.URL())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("learnt the new control-plane host %s after the failure", time.Since(began).Round(time.Millisecond))
+	// Now b goes too: c, learnt in time, answers.
+	b.Close()
+	if err := cl.Healthz(ctx); err != nil {
+		t.Fatalf("after every host the client started with left: %v", err)
+	}
+}
+
+func TestWaitEndpointSync(t *testing.T) {
+	tests := []struct {
+		name     string
+		interval time.Duration
+		fail     bool // an endpoint fails right away
+		cancel   bool
+		want     bool
+		atLeast  time.Duration
+		atMost   time.Duration
+	}{
+		{name: "the interval passes", interval: 300 * time.Millisecond, want: true, atLeast: 300 * time.Millisecond, atMost: 5 * time.Second},
+		{name: "a failure brings the sync forward, after the spacing", interval: 20 * time.Second, fail: true, want: true, atLeast: client.MinEndpointSyncSpacing, atMost: client.MinEndpointSyncSpacing + 5*time.Second},
+		{name: "a short interval is not stretched by the spacing", interval: 200 * time.Millisecond, fail: true, want: true, atMost: 5 * time.Second},
+		{name: "the context ends", interval: time.Hour, cancel: true, want: false, atMost: 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead := "https://" + l.Addr().String()
+			l.Close()
+			cfg := newServer(t).Config()
+			cfg.Endpoints = []string{dead}
+			cl, err := client.New(cfg, client.WithTimeout(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithCancel(testCtx(t))
+			defer cancel()
+			if tt.cancel {
+				cancel()
+			}
+			began := time.Now()
+			if tt.fail {
+				go func() { _ = cl.Healthz(ctx) }() // refused: the endpoint fails
+			}
+			got := client.WaitEndpointSync(ctx, cl, tt.interval)
+			took := time.Since(began)
+			if got != tt.want || took < tt.atLeast || took > tt.atMost {
+				t.Errorf("WaitEndpointSync = %v after %s, want %v after %s to %s", got, took.Round(time.Millisecond), tt.want, tt.atLeast, tt.atMost)
+			}
+		})
+	}
 }

@@ -156,20 +156,50 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-// RunEndpointSync calls SyncEndpoints every interval until ctx ends,
-// logging failures (the current endpoints stay in use meanwhile).
+// MinEndpointSyncSpacing is the least time between two endpoint syncs that
+// endpoint failures trigger, so a client whose every endpoint is down does
+// not sync in a tight loop.
+const MinEndpointSyncSpacing = 2 * time.Second
+
+// RunEndpointSync calls SyncEndpoints every interval, and soon after an
+// endpoint fails (see [Client.EndpointFailures]), until ctx ends, logging
+// failures (the current endpoints stay in use meanwhile).
 func (c *Client) RunEndpointSync(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
 		if err := c.SyncEndpoints(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("could not refresh control-plane endpoints", "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !WaitEndpointSync(ctx, c, interval) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+// WaitEndpointSync waits until the next endpoint sync is due: interval
+// from now, or MinEndpointSyncSpacing from now once an endpoint of c
+// fails, whichever is first. It reports false when ctx ends first. Loops
+// that sync endpoints themselves (the node agent saves them) call it
+// between syncs.
+func WaitEndpointSync(ctx context.Context, c *Client, interval time.Duration) bool {
+	failed := c.EndpointFailures()
+	spacing := time.NewTimer(min(MinEndpointSyncSpacing, interval))
+	defer spacing.Stop()
+	due := time.NewTimer(interval)
+	defer due.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-due.C:
+		return true
+	case <-failed:
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-spacing.C:
+		return true
+	case <-due.C:
+		return true
 	}
 }
 

@@ -134,8 +134,6 @@ func runUntilRenewal(ctx context.Context, cfg Config, a *Agent, cli *client.Clie
 	go func() {
 		defer wg.Done()
 		interval := cfg.EndpointSyncInterval.or(DefaultEndpointSync)
-		t := time.NewTicker(interval)
-		defer t.Stop()
 		saved := loadEndpoints(cfg)
 		for {
 			sctx, scancel := context.WithTimeout(ctx, cfg.APITimeout.or(DefaultAPITimeout))
@@ -150,10 +148,11 @@ func runUntilRenewal(ctx context.Context, cfg Config, a *Agent, cli *client.Clie
 			} else if ctx.Err() == nil {
 				log.Warn("refresh control-plane endpoints", "err", err)
 			}
-			select {
-			case <-ctx.Done():
+			// Sync again soon when an endpoint fails: its host may be
+			// leaving, and the hosts replacing it must be known before
+			// the last known one goes too.
+			if !client.WaitEndpointSync(ctx, cli, interval) {
 				return
-			case <-t.C:
 			}
 		}
 	}()
