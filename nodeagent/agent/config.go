@@ -102,9 +102,9 @@ type Config struct {
 	HeartbeatInterval Duration `json:"heartbeatInterval,omitempty"`
 	// EndpointSyncInterval is how often the control plane's published
 	// endpoint list is fetched; it is also fetched soon after any
-	// control-plane endpoint fails. Default 10s: while a cluster moves to
+	// control-plane endpoint fails. Default 5s: while a cluster moves to
 	// other hosts, the agent must learn each new control-plane host before
-	// the last one it knows leaves.
+	// the last one it knows leaves, and a host joins in about 15 s.
 	EndpointSyncInterval Duration `json:"endpointSyncInterval,omitempty"`
 	// HealthSyncWindow is how long the agent may go without reaching the
 	// control plane before /healthz fails. Default 60s.
@@ -194,7 +194,7 @@ const (
 	DefaultPreloadDir      = "/opt/berth/current/images"
 	DefaultAgentPort       = "10250"
 	DefaultHeartbeat       = 10 * time.Second
-	DefaultEndpointSync    = 10 * time.Second
+	DefaultEndpointSync    = 5 * time.Second
 	DefaultHealthWindow    = 60 * time.Second
 	DefaultRestartBackoff  = 10 * time.Second
 	DefaultMaxBackoff      = 5 * time.Minute
