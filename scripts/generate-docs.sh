@@ -14,7 +14,8 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 export CHECKPOINT_DISABLE=1
-command -v terraform >/dev/null || { echo "generate-docs: terraform is not on PATH" >&2; exit 1; }
+# terraform on PATH, else OpenTofu built once (scripts/terraform.sh).
+tf="$("$root/scripts/terraform.sh")"
 
 mkdir -p "$tmp/bin" "$tmp/schema"
 (cd "$root" && CGO_ENABLED=0 go build -o "$tmp/bin/terraform-provider-berth" ./provider/cmd/terraform-provider-berth)
@@ -24,6 +25,7 @@ cat >"$tmp/terraformrc" <<RC
 provider_installation {
   dev_overrides {
     "berth-io/berth" = "$tmp/bin"
+    "registry.opentofu.org/berth-io/berth" = "$tmp/bin"
   }
   direct {}
 }
@@ -36,8 +38,8 @@ terraform {
 }
 TF
 # tfplugindocs looks the schema up by the provider's short name.
-(cd "$tmp/schema" && TF_CLI_CONFIG_FILE="$tmp/terraformrc" terraform providers schema -json 2>/dev/null) |
-  sed 's#"registry.terraform.io/berth-io/berth"#"berth"#' >"$tmp/schema.json"
+(cd "$tmp/schema" && TF_CLI_CONFIG_FILE="$tmp/terraformrc" "$tf" providers schema -json 2>/dev/null) |
+  sed -E 's#"registry\.(terraform|opentofu)\.(io|org)/berth-io/berth"#"berth"#' >"$tmp/schema.json"
 grep -q '"berth_deployment"' "$tmp/schema.json" || { echo "generate-docs: the provider schema lacks berth_deployment" >&2; exit 1; }
 
 cd "$root"
