@@ -43,13 +43,19 @@ func TestSchedulerBindsSpreadsAndRetriesUnschedulablePods(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Spreading is judged against all three nodes (a pod scheduled while
+	// the scheduler knows only some of them rightly goes to one it knows),
+	// and so is picky.
+	wait("the scheduler to see every node", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.cache.names) == 3
+	})
 	for _, name := range []string{"web-1", "web-2", "web-3"} {
 		if err := cli.Create(ctx, pod(name, "web", "100m", "")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// picky is judged against all three nodes.
-	wait("the scheduler to see every node", func() bool { return nodes.Len() == 3 })
 	picky := pod("picky", "", "", "")
 	picky.Spec.NodeSelector = map[string]string{"disk": "ssd"}
 	if err := cli.Create(ctx, picky); err != nil {
