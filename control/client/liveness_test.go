@@ -399,7 +399,7 @@ func TestWaitEndpointSync(t *testing.T) {
 			if tt.fail {
 				go func() { _ = cl.Healthz(ctx) }() // refused: the endpoint fails
 			}
-			got := client.WaitEndpointSync(ctx, cl, tt.interval)
+			got := cl.WaitEndpointSync(ctx, tt.interval)
 			took := time.Since(began)
 			if got != tt.want || took < tt.atLeast || took > tt.atMost {
 				t.Errorf("WaitEndpointSync = %v after %s, want %v after %s to %s", got, took.Round(time.Millisecond), tt.want, tt.atLeast, tt.atMost)

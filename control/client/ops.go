@@ -169,18 +169,17 @@ func (c *Client) RunEndpointSync(ctx context.Context, interval time.Duration) {
 		if err := c.SyncEndpoints(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("could not refresh control-plane endpoints", "err", err)
 		}
-		if !WaitEndpointSync(ctx, c, interval) {
+		if !c.WaitEndpointSync(ctx, interval) {
 			return
 		}
 	}
 }
 
 // WaitEndpointSync waits until the next endpoint sync is due: interval
-// from now, or MinEndpointSyncSpacing from now once an endpoint of c
-// fails, whichever is first. It reports false when ctx ends first. Loops
+// from now, or MinEndpointSyncSpacing from now once an endpoint fails, whichever is first. It reports false when ctx ends first. Loops
 // that sync endpoints themselves (the node agent saves them) call it
 // between syncs.
-func WaitEndpointSync(ctx context.Context, c *Client, interval time.Duration) bool {
+func (c *Client) WaitEndpointSync(ctx context.Context, interval time.Duration) bool {
 	failed := c.EndpointFailures()
 	spacing := time.NewTimer(min(MinEndpointSyncSpacing, interval))
 	defer spacing.Stop()

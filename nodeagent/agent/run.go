@@ -151,7 +151,7 @@ func runUntilRenewal(ctx context.Context, cfg Config, a *Agent, cli *client.Clie
 			// Sync again soon when an endpoint fails: its host may be
 			// leaving, and the hosts replacing it must be known before
 			// the last known one goes too.
-			if !client.WaitEndpointSync(ctx, cli, interval) {
+			if !cli.WaitEndpointSync(ctx, interval) {
 				return
 			}
 		}
