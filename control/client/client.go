@@ -295,7 +295,8 @@ type request struct {
 // send performs r against the endpoints in turn (see order), moving on
 // only when an endpoint cannot be reached. It returns the response and the
 // endpoint that gave it; the caller must close the response body. A
-// non-2xx answer becomes an *api.Status error.
+// non-2xx answer becomes an *api.Status error; a 5xx one also sends the
+// client's next requests to another endpoint first.
 func (c *Client) send(ctx context.Context, r request) (*http.Response, string, error) {
 	var body []byte
 	if r.body != nil {
@@ -346,11 +347,20 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, string, e
 			errs = append(errs, err)
 			continue
 		}
-		c.endpointAnswered(ep)
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			defer resp.Body.Close()
-			return nil, "", decodeStatus(resp)
+			st := decodeStatus(resp)
+			if resp.StatusCode >= 500 {
+				// An answer, so not retried; but an instance failing on
+				// its own side (its etcd member stopped as its host
+				// leaves) should not get the next request too.
+				c.endpointFailed(ep, st)
+			} else {
+				c.endpointAnswered(ep)
+			}
+			return nil, "", st
 		}
+		c.endpointAnswered(ep)
 		return resp, ep, nil
 	}
 	return nil, "", fmt.Errorf("%s %s: no control-plane endpoint answered: %w", r.method, r.path, errors.Join(errs...))

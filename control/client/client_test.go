@@ -232,6 +232,38 @@ func TestClientFailsOverOnConnectionErrorsOnly(t *testing.T) {
 	}
 }
 
+// A server error is an answer: the request is not sent again elsewhere
+// (it may have been acted on). But an instance failing on its own side —
+// its etcd member stopped while its host leaves — must not get the next
+// request too.
+func TestServerErrorsAreNotRetriedButMoveTheClientOn(t *testing.T) {
+	a, b := newServer(t), newServer(t)
+	ctx := testCtx(t)
+	a.AddHook(func(*http.Request) error {
+		return api.NewError(api.ReasonInternal, "etcdserver: server stopped")
+	})
+	cfg := a.Config()
+	cfg.Endpoints = []string{a.URL(), b.URL()}
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var p api.Pod
+	if err := c.Get(ctx, "default", "web", &p); api.ReasonOf(err) != api.ReasonInternal {
+		t.Fatalf("got %v, want the server's InternalError", err)
+	}
+	if n := b.Requests(http.MethodGet, "/v1/namespaces/default/pods/web"); n != 0 {
+		t.Fatalf("a request the API answered was sent again elsewhere (%d times)", n)
+	}
+	if err := c.Get(ctx, "default", "web", &p); !api.IsNotFound(err) {
+		t.Fatalf("the next request: got %v, want NotFound from %s", err, b.URL())
+	}
+	if n := b.Requests(http.MethodGet, "/v1/namespaces/default/pods/web"); n != 1 {
+		t.Fatalf("the next request did not go to the other endpoint (%d requests there)", n)
+	}
+}
+
 // A node agent's known endpoints can all go away between two syncs while
 // a cluster moves to other hosts; the endpoints it was installed with are
 // its way back to the control plane.

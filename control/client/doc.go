@@ -21,7 +21,8 @@
 // a control plane (every endpoint refused the connection, or the context
 // ended) returns a wrapped transport error. The client holds a list of
 // endpoints and moves on to the next one on transport errors only, never on
-// API errors; [Client.SyncEndpoints] (or [Client.RunEndpointSync] in the
+// API errors (a 5xx answer is not retried, but the client's next requests
+// try another endpoint first); [Client.SyncEndpoints] (or [Client.RunEndpointSync] in the
 // background, periodically and soon after any endpoint fails) replaces the
 // list with the one the control plane publishes, so long-lived clients
 // follow control-plane hosts as they change.
