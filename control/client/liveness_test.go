@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -405,5 +406,31 @@ func TestWaitEndpointSync(t *testing.T) {
 				t.Errorf("WaitEndpointSync = %v after %s, want %v after %s to %s", got, took.Round(time.Millisecond), tt.want, tt.atLeast, tt.atMost)
 			}
 		})
+	}
+}
+
+// A sync that a leaving host's API answers with an error ("etcdserver:
+// server stopped") is tried again within seconds, not an interval later.
+func TestEndpointSyncRetriesSoonAfterAFailedSync(t *testing.T) {
+	a, b := newServer(t), newServer(t)
+	a.SetControlPlane([]string{a.URL(), b.URL()})
+	var once sync.Once
+	a.AddHook(func(r *http.Request) error {
+		var err error
+		if r.URL.Path == "/v1/controlplane" {
+			once.Do(func() { err = api.NewError(api.ReasonInternal, "etcdserver: server stopped") })
+		}
+		return err
+	})
+	cl := a.Client()
+	defer cl.Close()
+	ctx := testCtx(t)
+	go cl.RunEndpointSync(ctx, time.Hour)
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(cl.Endpoints(), b.URL()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("endpoints %v 10 s after a failed sync: it was not retried", cl.Endpoints())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -161,24 +161,29 @@ func sameSet(a, b []string) bool {
 // not sync in a tight loop.
 const MinEndpointSyncSpacing = 2 * time.Second
 
-// RunEndpointSync calls SyncEndpoints every interval, and soon after an
+// RunEndpointSync calls SyncEndpoints every interval, again
+// MinEndpointSyncSpacing after a sync that failed, and soon after an
 // endpoint fails (see [Client.EndpointFailures]), until ctx ends, logging
 // failures (the current endpoints stay in use meanwhile).
 func (c *Client) RunEndpointSync(ctx context.Context, interval time.Duration) {
 	for {
+		next := interval
 		if err := c.SyncEndpoints(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("could not refresh control-plane endpoints", "err", err)
+			next = min(interval, MinEndpointSyncSpacing)
 		}
-		if !c.WaitEndpointSync(ctx, interval) {
+		if !c.WaitEndpointSync(ctx, next) {
 			return
 		}
 	}
 }
 
 // WaitEndpointSync waits until the next endpoint sync is due: interval
-// from now, or MinEndpointSyncSpacing from now once an endpoint fails, whichever is first. It reports false when ctx ends first. Loops
-// that sync endpoints themselves (the node agent saves them) call it
-// between syncs.
+// from now, or MinEndpointSyncSpacing from now once an endpoint fails,
+// whichever is first. It reports false when ctx ends first. Loops that
+// sync endpoints themselves (the node agent saves them) call it between
+// syncs, with an interval of MinEndpointSyncSpacing after a sync that
+// failed (a leaving host's API may have answered it with an error).
 func (c *Client) WaitEndpointSync(ctx context.Context, interval time.Duration) bool {
 	failed := c.EndpointFailures()
 	spacing := time.NewTimer(min(MinEndpointSyncSpacing, interval))

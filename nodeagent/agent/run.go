@@ -139,6 +139,7 @@ func runUntilRenewal(ctx context.Context, cfg Config, a *Agent, cli *client.Clie
 			sctx, scancel := context.WithTimeout(ctx, cfg.APITimeout.or(DefaultAPITimeout))
 			err := cli.SyncEndpoints(sctx)
 			scancel()
+			next := interval
 			if err == nil {
 				a.markContact()
 				if eps := cli.Endpoints(); !sameSet(eps, saved) {
@@ -147,11 +148,12 @@ func runUntilRenewal(ctx context.Context, cfg Config, a *Agent, cli *client.Clie
 				}
 			} else if ctx.Err() == nil {
 				log.Warn("refresh control-plane endpoints", "err", err)
+				next = min(interval, client.MinEndpointSyncSpacing)
 			}
-			// Sync again soon when an endpoint fails: its host may be
-			// leaving, and the hosts replacing it must be known before
-			// the last known one goes too.
-			if !cli.WaitEndpointSync(ctx, interval) {
+			// Sync again soon when it failed or an endpoint fails: a host
+			// may be leaving, and the hosts replacing it must be known
+			// before the last known one goes too.
+			if !cli.WaitEndpointSync(ctx, next) {
 				return
 			}
 		}
