@@ -540,21 +540,8 @@ func (e *engine) leave(ctx context.Context, name string, hs HostState) error {
 		if err := e.checkQuorum(ctx, name); err != nil {
 			return err
 		}
-		ms, err := e.members(ctx)
-		if err != nil {
+		if err := e.removeMember(ctx, name, hs); err != nil {
 			return err
-		}
-		purl := peerURL(hs.InternalIP, e.settings.EtcdPeerPort)
-		for _, m := range ms {
-			if m.Metadata.Name == name || contains(m.Status.PeerURLs, purl) {
-				e.progress(name, "remove etcd member "+m.Status.ID)
-				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err := e.admin.RemoveMember(cctx, m.Status.ID)
-				cancel()
-				if err != nil && !e.memberGone(ctx, m.Status.ID) {
-					return fmt.Errorf("remove etcd member %s of host %q: %w", m.Status.ID, name, err)
-				}
-			}
 		}
 	}
 	cfg := hs.SSH

@@ -102,7 +102,8 @@ func (e *engine) abandon(ctx context.Context, name string, hs HostState) error {
 
 // removeMember removes the etcd member of a leaving control-plane host,
 // found by name or peer URL, by ID; no member is not an error (an earlier
-// run removed it).
+// run removed it), nor is a failed removal after which the member is gone
+// (its answer was lost). leave and abandon both use it.
 func (e *engine) removeMember(ctx context.Context, name string, hs HostState) error {
 	ms, err := e.members(ctx)
 	if err != nil {
@@ -117,7 +118,7 @@ func (e *engine) removeMember(ctx context.Context, name string, hs HostState) er
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := e.admin.RemoveMember(cctx, m.Status.ID)
 		cancel()
-		if err != nil {
+		if err != nil && !e.memberGone(ctx, m.Status.ID) {
 			return fmt.Errorf("remove etcd member %s of host %q: %w", m.Status.ID, name, err)
 		}
 	}
