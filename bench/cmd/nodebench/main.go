@@ -59,6 +59,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	switch {
+	case *n < 0:
+		return fmt.Errorf("-n %d: must not be negative", *n)
+	case *conns < 1:
+		return fmt.Errorf("-conns %d: must be at least 1", *conns)
+	case *dur <= 0:
+		return fmt.Errorf("-duration %s: must be positive", *dur)
+	case *mode != "keepalive" && *mode != "fresh":
+		return fmt.Errorf("-mode %q: must be keepalive or fresh", *mode)
+	}
 	c := ctr{bin: *ctrBin, address: *address, ns: *ns}
 	enc := json.NewEncoder(stdout)
 	switch args[0] {
@@ -94,7 +104,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return enc.Encode(map[string]any{"seconds": secs})
 	case "ctr-clean":
-		return c.clean(ctx, *prefix)
+		removed, err := c.clean(ctx, *prefix)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(map[string]any{"removed": removed})
 	case "http-load":
 		res, err := httpLoad(ctx, *addr, *conns, *dur, *mode == "fresh")
 		if err != nil {
@@ -145,11 +159,12 @@ func (c ctr) runUntilAnswering(ctx context.Context, image, id string, port int) 
 }
 
 // clean removes every container of the namespace whose ID starts with
-// prefix: its task killed and deleted, then the container.
-func (c ctr) clean(ctx context.Context, prefix string) error {
+// prefix: its task killed and deleted, then the container. It returns how
+// many it removed.
+func (c ctr) clean(ctx context.Context, prefix string) (int, error) {
 	out, err := c.cmd(ctx, "containers", "list", "-q")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var ids []string
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -180,9 +195,9 @@ func (c ctr) clean(ctx context.Context, prefix string) error {
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return firstErr
+		return 0, firstErr
 	}
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{"removed": len(ids)})
+	return len(ids), nil
 }
 
 // loadResult is what http-load prints.
