@@ -40,6 +40,9 @@ func buildImage(dir, pkg, version string) (string, string, error) {
 		return "", "", fmt.Errorf("build runtime: %w", err)
 	}
 	lines := strings.Fields(string(out))
+	if len(lines) == 0 {
+		return "", "", errors.New("build runtime: build-runtime.sh printed no directory")
+	}
 	runtimeDir := lines[len(lines)-1]
 	bin := filepath.Join(dir, "berth-"+version)
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin,

@@ -115,6 +115,9 @@ func script(t *testing.T, root string, args ...string) string {
 		t.Fatalf("%s: %v", args[0], err)
 	}
 	lines := strings.Fields(string(out))
+	if len(lines) == 0 {
+		t.Fatalf("%s printed nothing", args[0])
+	}
 	return lines[len(lines)-1]
 }
 

@@ -2,6 +2,7 @@ package terraform_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,6 +30,9 @@ func buildNodeImage(ctx context.Context, root, dir, version string) (string, str
 		return "", "", fmt.Errorf("build runtime: %w", err)
 	}
 	lines := strings.Fields(string(out))
+	if len(lines) == 0 {
+		return "", "", errors.New("build runtime: build-runtime.sh printed no directory")
+	}
 	runtimeDir := lines[len(lines)-1]
 	bin := filepath.Join(dir, "berth-"+version)
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin,
