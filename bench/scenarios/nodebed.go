@@ -86,6 +86,23 @@ func upBerthBed(ctx context.Context, w io.Writer, set *workloads.Set, extra map[
 	return c, binDir, down, nil
 }
 
+// upNodebenchBed builds the test web app and brings up the testbed of
+// upBerthBed with bench/cmd/nodebench built beside berth. It returns the
+// cluster, the path of nodebench (as the node host sees it too) and the
+// teardown.
+func upNodebenchBed(ctx context.Context, w io.Writer) (*berthCluster, string, func(), error) {
+	fmt.Fprintln(w, "    building the test web app")
+	set, err := workloads.Build(ctx, "")
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("build test workloads: %w", err)
+	}
+	c, binDir, down, err := upBerthBed(ctx, w, set, map[string]string{"nodebench": "./bench/cmd/nodebench"})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return c, filepath.Join(binDir, "nodebench"), down, nil
+}
+
 // nodeExec runs a shell command on the node host and returns its output.
 func (c *berthCluster) nodeExec(ctx context.Context, timeout time.Duration, command string) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -251,17 +250,12 @@ func runPods(ctx context.Context, w io.Writer) ([]bench.Figure, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
-	fmt.Fprintln(w, "    building the test web app")
-	set, err := workloads.Build(ctx, "")
-	if err != nil {
-		return nil, fmt.Errorf("build test workloads: %w", err)
-	}
-	c, binDir, down, err := upBerthBed(ctx, w, set, map[string]string{"nodebench": "./bench/cmd/nodebench"})
+	c, nb, down, err := upNodebenchBed(ctx, w)
 	if err != nil {
 		return nil, err
 	}
 	defer down()
-	raw := rawCtr{c: c, bin: filepath.Join(binDir, "nodebench"), image: c.refs.V1}
+	raw := rawCtr{c: c, bin: nb, image: c.refs.V1}
 	if v, err := c.nodeExec(ctx, time.Minute, "containerd --version"); err == nil {
 		fmt.Fprintf(w, "    node runtime: %s", v)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -46,7 +45,6 @@ func init() {
 	bench.Register(bench.Scenario{Name: "service", Figures: svcFigures, Run: runService})
 }
 
-// nodeLoad runs nodebench http-load on the node.
 // loadRun is one http-load's outcome.
 type loadRun struct {
 	RPS        float64 `json:"rps"`
@@ -56,6 +54,8 @@ type loadRun struct {
 	FirstError string  `json:"first_error"`
 }
 
+// nodeLoad runs nodebench (at bin on the node) http-load against addr on
+// the node host.
 func (c *berthCluster) nodeLoad(ctx context.Context, bin, addr string, conns int, dur time.Duration, fresh bool) (loadRun, error) {
 	mode := "keepalive"
 	if fresh {
@@ -78,17 +78,11 @@ func runService(ctx context.Context, w io.Writer) ([]bench.Figure, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
 	defer cancel()
-	fmt.Fprintln(w, "    building the test web app")
-	set, err := workloads.Build(ctx, "")
-	if err != nil {
-		return nil, fmt.Errorf("build test workloads: %w", err)
-	}
-	c, binDir, down, err := upBerthBed(ctx, w, set, map[string]string{"nodebench": "./bench/cmd/nodebench"})
+	c, nb, down, err := upNodebenchBed(ctx, w)
 	if err != nil {
 		return nil, err
 	}
 	defer down()
-	nb := filepath.Join(binDir, "nodebench")
 
 	labels := map[string]string{"bench": "service"}
 	rw, err := c.watchReady(ctx, labels)
