@@ -38,7 +38,7 @@ var clusterDescs = map[string]string{
 func init() {
 	bench.Register(bench.Scenario{
 		Name:    "cluster",
-		Figures: []string{figClusterBootstrap, figClusterUpload, figClusterUpgrade},
+		Figures: clusterFigures,
 		Run:     runCluster,
 	})
 }
@@ -51,31 +51,23 @@ type clusterImage struct {
 	version, path, digest string
 }
 
+var clusterFigures = []string{figClusterBootstrap, figClusterUpload, figClusterUpgrade}
+
 func clusterSkipped(reason string) []bench.Figure {
-	var out []bench.Figure
-	for _, n := range []string{figClusterBootstrap, figClusterUpload, figClusterUpgrade} {
-		out = append(out, bench.SkippedFigure(n, clusterDescs[n], reason))
-	}
-	return out
+	return skipAll(clusterFigures, clusterDescs, reason)
 }
 
-// clusterRepo finds the repository root (scripts/build-runtime.sh) from
-// the working directory upwards.
+// clusterRepo is the module root (repoRoot), which must hold
+// scripts/build-runtime.sh.
 func clusterRepo() (string, error) {
-	dir, err := os.Getwd()
+	root, err := repoRoot()
 	if err != nil {
 		return "", err
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "scripts", "build-runtime.sh")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the berth repository (no scripts/build-runtime.sh above the working directory)")
-		}
-		dir = parent
+	if _, err := os.Stat(filepath.Join(root, "scripts", "build-runtime.sh")); err != nil {
+		return "", fmt.Errorf("not inside the berth repository: %w", err)
 	}
+	return root, nil
 }
 
 // buildClusterImage builds a node image of this tree's berth stamped with

@@ -32,16 +32,15 @@ var tfDescs = map[string]string{
 func init() {
 	bench.Register(bench.Scenario{
 		Name:    "terraform",
-		Figures: []string{figTFPlanNoop, figTFApply100},
+		Figures: tfFigures,
 		Run:     runTerraform,
 	})
 }
 
+var tfFigures = []string{figTFPlanNoop, figTFApply100}
+
 func tfSkipped(reason string) []bench.Figure {
-	return []bench.Figure{
-		bench.SkippedFigure(figTFPlanNoop, tfDescs[figTFPlanNoop], reason),
-		bench.SkippedFigure(figTFApply100, tfDescs[figTFApply100], reason),
-	}
+	return skipAll(tfFigures, tfDescs, reason)
 }
 
 // tfProviderVersion is the version the provider is built and mirrored as.
