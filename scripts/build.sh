@@ -4,6 +4,11 @@
 # built by scripts/build-runtime.sh when a node image needs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# BERTH_BUILD_PULUMI=0 skips the Pulumi bridge build (default 1).
+case "${BERTH_BUILD_PULUMI:-1}" in
+0 | 1) ;;
+*) echo "build: BERTH_BUILD_PULUMI must be 0 or 1, not '${BERTH_BUILD_PULUMI}'" >&2; exit 2 ;;
+esac
 mkdir -p bin
 version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 ldflags="-s -w -X github.com/berth-io/berth/internal/version.Version=${version}"
