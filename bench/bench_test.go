@@ -3,8 +3,10 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -68,5 +70,52 @@ func TestRunReportsFailedScenarioAfterWritingOthers(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "0.50×") {
 		t.Fatalf("progress lacks the ratio: %s", out.String())
+	}
+}
+
+func TestRunMergeKeepsFiguresOfScenariosNotRun(t *testing.T) {
+	mu.Lock()
+	saved := scenarios
+	scenarios = nil
+	mu.Unlock()
+	defer func() { mu.Lock(); scenarios = saved; mu.Unlock() }()
+	calls := 0.0
+	Register(Scenario{Name: "one", Figures: []string{"x"}, Run: func(ctx context.Context, w io.Writer) ([]Figure, error) {
+		calls++
+		return []Figure{NewFigure("x", "", "ms", LowerIsBetter, []float64{calls}, "", nil)}, nil
+	}})
+	Register(Scenario{Name: "two", Figures: []string{"y"}, Run: func(ctx context.Context, w io.Writer) ([]Figure, error) {
+		return []Figure{NewFigure("y", "", "ms", LowerIsBetter, []float64{7}, "", nil)}, nil
+	}})
+	dir := t.TempDir()
+	jsonPath := dir + "/r.json"
+	run := func(args ...string) map[string]float64 {
+		t.Helper()
+		args = append(args, "-json", jsonPath, "-markdown", dir+"/B.md")
+		if err := Run(context.Background(), args, io.Discard, io.Discard); err != nil {
+			t.Fatalf("Run %q: %v", args, err)
+		}
+		data, err := os.ReadFile(jsonPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r Results
+		if err := json.Unmarshal(data, &r); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, f := range r.Figures {
+			got[f.Name] = f.Value
+		}
+		return got
+	}
+	if got := run(); len(got) != 2 || got["x"] != 1 || got["y"] != 7 {
+		t.Fatalf("first run: %v", got)
+	}
+	if got := run("-run", "^one$", "-merge"); len(got) != 2 || got["x"] != 2 || got["y"] != 7 {
+		t.Fatalf("-merge run of one: %v, want x from this run and y kept", got)
+	}
+	if got := run("-run", "^one$"); len(got) != 1 || got["x"] != 3 {
+		t.Fatalf("run of one without -merge: %v, want x only", got)
 	}
 }

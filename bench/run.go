@@ -92,8 +92,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // mergeResults adds to res the figures of the existing results file that
 // belong to scenarios not selected by re, so one scenario can be re-measured
-// without dropping the rest of the table. Their own machine and date stay
-// in each figure.
+// without dropping the rest of the table. Each kept figure keeps its own
+// machine; the results' date is this run's.
 func mergeResults(path string, res *Results, re *regexp.Regexp) error {
 	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
