@@ -69,6 +69,23 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case *mode != "keepalive" && *mode != "fresh":
 		return fmt.Errorf("-mode %q: must be keepalive or fresh", *mode)
 	}
+	// The ctr commands name their containerd and namespace explicitly: an
+	// empty one would let ctr fall back to the host's default containerd
+	// (and ctr-clean remove what is not ours there).
+	var required []string
+	switch args[0] {
+	case "ctr-seq", "ctr-burst":
+		required = []string{"address", "namespace", "image"}
+	case "ctr-clean":
+		required = []string{"address", "namespace"}
+	case "http-load":
+		required = []string{"addr"}
+	}
+	for _, name := range required {
+		if fs.Lookup(name).Value.String() == "" {
+			return fmt.Errorf("%s needs -%s", args[0], name)
+		}
+	}
 	c := ctr{bin: *ctrBin, address: *address, ns: *ns}
 	enc := json.NewEncoder(stdout)
 	switch args[0] {

@@ -23,6 +23,17 @@ func TestRunRejectsBadFlags(t *testing.T) {
 			t.Errorf("run %q: err = %v, want one naming %s", args, err, args[1])
 		}
 	}
+	for _, args := range [][]string{
+		{"ctr-clean", "-namespace", "ns"},
+		{"ctr-clean", "-address", "/run/x.sock"},
+		{"ctr-seq", "-address", "/run/x.sock", "-namespace", "ns"},
+		{"http-load"},
+	} {
+		err := run(context.Background(), args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "needs -") {
+			t.Errorf("run %q: err = %v, want one naming the missing flag", args, err)
+		}
+	}
 	if err := run(context.Background(), nil, io.Discard); err == nil {
 		t.Error("run with no command: no error")
 	}
