@@ -76,9 +76,10 @@
 // the label and field selectors. Every Config.BookmarkInterval (default
 // 5 s, advertised in the api.HeaderBookmarkInterval response header) the
 // stream carries a BOOKMARK whose metadata.resourceVersion a watcher may
-// resume from; clients take a stream silent for three intervals for dead. When the revision has been compacted the stream answers one ERROR
-// event carrying a Status with reason Gone and ends: list again and watch
-// from the list's resourceVersion. A watch ends when its client goes or
+// resume from; clients take a stream silent for three intervals for dead.
+// When the revision has been compacted the stream answers one ERROR event
+// carrying a Status with reason Gone and ends: list again and watch from
+// the list's resourceVersion. A watch ends when its client goes or
 // the server stops.
 //
 // # Security

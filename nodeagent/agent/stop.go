@@ -159,12 +159,14 @@ func (a *Agent) currentEndpoints(ctx context.Context, namespace string) []*api.E
 	defer cancel()
 	var list api.EndpointsList
 	var out []*api.Endpoints
-	if err := a.cli.List(lctx, &list, client.ListOptions{Namespace: namespace}); err == nil {
+	err := a.cli.List(lctx, &list, client.ListOptions{Namespace: namespace})
+	if err == nil {
 		for i := range list.Items {
 			out = append(out, &list.Items[i])
 		}
 		return out
 	}
+	a.log.Debug("stop gate: endpoints not readable from the API, judging by the cache", "namespace", namespace, "err", err)
 	for _, o := range a.endpoints.List() {
 		if ep := o.(*api.Endpoints); ep.Metadata.Namespace == namespace {
 			out = append(out, ep)
