@@ -183,8 +183,13 @@ func (c *Client) RunEndpointSync(ctx context.Context, interval time.Duration) {
 // whichever is first. It reports false when ctx ends first. Loops that
 // sync endpoints themselves (the node agent saves them) call it between
 // syncs, with an interval of MinEndpointSyncSpacing after a sync that
-// failed (a leaving host's API may have answered it with an error).
+// failed (a leaving host's API may have answered it with an error). A
+// non-positive interval is taken as MinEndpointSyncSpacing, so a caller's
+// zero value cannot make a loop sync without pause.
 func (c *Client) WaitEndpointSync(ctx context.Context, interval time.Duration) bool {
+	if interval <= 0 {
+		interval = MinEndpointSyncSpacing
+	}
 	failed := c.EndpointFailures()
 	spacing := time.NewTimer(min(MinEndpointSyncSpacing, interval))
 	defer spacing.Stop()
