@@ -262,8 +262,9 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		return
 	}
 	prior := cluster.State{}
-	if !req.State.Raw.IsNull() {
-		var st clusterModel
+	hasPrior := !req.State.Raw.IsNull()
+	var st clusterModel
+	if hasPrior {
 		resp.Diagnostics.Append(req.State.Get(ctx, &st)...)
 		prior = engineState(ctx, st, loadHosts(ctx, req.Private, &resp.Diagnostics))
 	}
@@ -274,24 +275,18 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		return
 	}
 	headline := planHeadline(sum)
-	if !req.State.Raw.IsNull() && prior.ClusterID != "" && len(prior.Hosts) == 0 {
+	if hasPrior && prior.ClusterID != "" && len(prior.Hosts) == 0 {
 		headline, sum.Actions = adoptionSummary(sum)
 	}
 	plan.Endpoints = plannedEndpoints(spec)
-	if !req.State.Raw.IsNull() {
-		// While the control plane moves, the new endpoints serve only
-		// after apply: planned as known, they would point a provider
-		// configured from them (workloads, node pools) at hosts that do not
-		// answer yet during this plan's refresh.
-		var st clusterModel
-		resp.Diagnostics.Append(req.State.Get(ctx, &st)...)
-		if !sameStrings(ctx, st.Endpoints, plan.Endpoints) {
-			plan.Endpoints = types.ListUnknown(types.StringType)
-		}
+	// While the control plane moves, the new endpoints serve only after
+	// apply: planned as known, they would point a provider configured from
+	// them (workloads, node pools) at hosts that do not answer yet during
+	// this plan's refresh.
+	if hasPrior && !sameStrings(ctx, st.Endpoints, plan.Endpoints) {
+		plan.Endpoints = types.ListUnknown(types.StringType)
 	}
-	if sum.NoChanges() && !req.State.Raw.IsNull() {
-		var st clusterModel
-		resp.Diagnostics.Append(req.State.Get(ctx, &st)...)
+	if sum.NoChanges() && hasPrior {
 		plan.HostStatus = st.HostStatus
 	} else {
 		plan.HostStatus = types.MapUnknown(types.ObjectType{AttrTypes: hostStatusAttrTypes})
