@@ -129,6 +129,9 @@ func provisionCluster(ctx *pulumi.Context, s Settings) (*berth.Provider, []pulum
 	if err != nil {
 		return nil, nil, err
 	}
+	if s.ControlPlaneHosts < 0 {
+		return nil, nil, fmt.Errorf("config: controlPlaneHosts is %d, must not be negative", s.ControlPlaneHosts)
+	}
 	if s.ControlPlaneHosts > len(inv.Hosts) {
 		return nil, nil, fmt.Errorf("config: controlPlaneHosts is %d but inventory %s lists %d hosts", s.ControlPlaneHosts, s.Inventory, len(inv.Hosts))
 	}
